@@ -1,0 +1,54 @@
+"""Policy models: the Llama / Qwen2 / Qwen3 decoder, checkpoint import (HF, GGUF) and export.
+
+Public API:
+  load_pretrained(path, *, dtype=jnp.float32, mesh=None) -> DecoderLM   # HF directory or .gguf file
+  save_pretrained(model, path, *, tokenizer=None)                       # transformers-loadable directory
+  load_tokenizer(path)                                                  # HF directory or .gguf file
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax.numpy as jnp
+from jax.sharding import Mesh
+
+from darling_jax.models.config import DecoderConfig, RopeConfig
+from darling_jax.models.decoder import DecoderLM, init_model
+from darling_jax.models.gguf_checkpoint import read_gguf
+from darling_jax.models.hf_checkpoint import model_from_source, save_pretrained
+from darling_jax.models.layers import KVCache
+from darling_jax.models.tensor_sources import SafetensorsSource
+from darling_jax.models.tokenizer import load_tokenizer
+
+__all__ = [
+    "DecoderConfig", "DecoderLM", "KVCache", "RopeConfig", "init_model", "load_pretrained", "load_tokenizer",
+    "save_pretrained",
+]
+
+
+def load_pretrained(path: str | os.PathLike, *, dtype=jnp.float32, param_dtype=None, mesh: Mesh | None = None,
+                    remat: bool = False) -> DecoderLM:
+  """Loads a causal LM from an HF directory (config.json + safetensors) or a llama.cpp `.gguf` file.
+
+  Args:
+    path: HF directory, or a `.gguf` file (Llama architecture; quantized tensors are dequantized).
+    dtype: compute dtype. param_dtype: storage dtype (default: `dtype`).
+    mesh: place every parameter directly into its sharding on this mesh (default: the first device).
+    remat: rematerialise each layer in the backward pass.
+  """
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"checkpoint path {path!r} does not exist")
+  overrides = dict(dtype=dtype, param_dtype=param_dtype or dtype, remat=remat)
+  if path.endswith(".gguf"):
+    config, source = read_gguf(path)
+    return model_from_source(config.replace(**overrides), source, mesh=mesh, origin=path)
+  config_path = os.path.join(path, "config.json")
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(f"{path!r} is neither a .gguf file nor a directory with config.json")
+  with open(config_path) as f:
+    hf_config = json.load(f)
+  config = DecoderConfig.from_hf(hf_config, **overrides)
+  return model_from_source(config, SafetensorsSource(path), mesh=mesh, origin=path)

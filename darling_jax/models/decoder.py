@@ -1,0 +1,107 @@
+"""Decoder-only LM (Llama / Qwen2 / Qwen3 family) in Flax NNX."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from darling_jax.models.config import DecoderConfig
+from darling_jax.models.layers import MLP, Attention, KVCache, RMSNorm, param
+
+
+def embed_init(key, shape, dtype):
+  return jax.random.normal(key, shape, dtype) * 0.02
+
+
+class DecoderLayer(nnx.Module):
+  """Pre-norm block: `x + attn(norm(x))`, then `x + mlp(norm(x))`."""
+
+  def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs | None = None):
+    c = config
+    self.input_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps, param_dtype=c.param_dtype, rngs=rngs)
+    self.self_attn = Attention(c, rngs=rngs)
+    self.post_attention_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps, param_dtype=c.param_dtype, rngs=rngs)
+    self.mlp = MLP(c, rngs=rngs)
+
+  def __call__(self, x, positions, key_mask, query_slots, cache_kv, write_index):
+    attn_out, new_kv = self.self_attn(self.input_layernorm(x), positions, key_mask, query_slots, cache_kv,
+                                      write_index)
+    x = x + attn_out
+    x = x + self.mlp(self.post_attention_layernorm(x))
+    return x, new_kv
+
+
+class DecoderLM(nnx.Module):
+  """Causal LM. `model(input_ids, attention_mask) -> float32 logits [B, T, V]`.
+
+  Padding is on the left or right; RoPE positions count real tokens only (`cumsum(mask) - 1`), as HF's
+  `generate` does. Embeddings are tied by reading `embed_tokens` in the head (no shared submodule).
+  """
+
+  def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs | None = None):
+    c = config
+    self.config = c
+    self.embed_tokens = param(rngs, embed_init, (c.vocab_size, c.hidden_size), ("vocab", "embed"), c.param_dtype)
+    self.layers = nnx.List([DecoderLayer(c, rngs=rngs) for _ in range(c.num_layers)])
+    self.norm = RMSNorm(c.hidden_size, c.rms_norm_eps, param_dtype=c.param_dtype, rngs=rngs)
+    self.lm_head = None if c.tie_word_embeddings else param(
+        rngs, embed_init, (c.hidden_size, c.vocab_size), ("embed", "vocab"), c.param_dtype)
+
+  def __call__(self, input_ids: jax.Array, attention_mask: jax.Array | None = None) -> jax.Array:
+    """input_ids, attention_mask: int32 `[B, T]` -> float32 logits `[B, T, V]` (uncached forward)."""
+    if attention_mask is None:
+      attention_mask = jnp.ones_like(input_ids)
+    attention_mask = attention_mask.astype(jnp.int32)
+    positions = jnp.maximum(jnp.cumsum(attention_mask, axis=1) - 1, 0)
+    t = input_ids.shape[1]
+    hidden, _ = self._run_layers(input_ids, positions, attention_mask, jnp.arange(t), None, None)
+    return self.logits(hidden)
+
+  def forward_with_cache(self, input_ids: jax.Array, cache: KVCache,
+                         attention_mask: jax.Array | None = None) -> tuple[jax.Array, KVCache]:
+    """Appends `input_ids` (int32 `[B, T]`) at slots `[cache.end_index, cache.end_index + T)`.
+
+    Returns float32 logits `[B, T, V]` and the updated cache. Positions continue from each row's count of
+    cached real tokens; `attention_mask` (int32 `[B, T]`, default ones) marks padding among the new tokens.
+    """
+    if attention_mask is None:
+      attention_mask = jnp.ones_like(input_ids)
+    attention_mask = attention_mask.astype(jnp.int32)
+    t = input_ids.shape[1]
+    positions = cache.next_positions()[:, None] + jnp.maximum(jnp.cumsum(attention_mask, axis=1) - 1, 0)
+    valid = jax.lax.dynamic_update_slice_in_dim(cache.valid, attention_mask, cache.end_index, axis=1)
+    query_slots = cache.end_index + jnp.arange(t)
+    hidden, new_kv = self._run_layers(input_ids, positions, valid, query_slots, cache, cache.end_index)
+    new_cache = KVCache(k=tuple(k for k, _ in new_kv), v=tuple(v for _, v in new_kv), valid=valid,
+                        end_index=cache.end_index + t)
+    return self.logits(hidden), new_cache
+
+  def _run_layers(self, input_ids, positions, key_mask, query_slots, cache, write_index):
+    c = self.config
+    x = jnp.take(self.embed_tokens[...], input_ids, axis=0).astype(c.dtype)
+    new_kv = []
+    for i, layer in enumerate(self.layers):
+      cache_kv = (cache.k[i], cache.v[i]) if cache is not None else None
+      if c.remat:
+        x, kv = nnx.remat(lambda lyr, *a: lyr(*a))(layer, x, positions, key_mask, query_slots, cache_kv,
+                                                   write_index)
+      else:
+        x, kv = layer(x, positions, key_mask, query_slots, cache_kv, write_index)
+      new_kv.append(kv)
+    return self.norm(x), new_kv
+
+  def logits(self, hidden: jax.Array) -> jax.Array:
+    """hidden `[B, T, E]` -> float32 logits `[B, T, V]` (tied head reads the embedding table)."""
+    if self.lm_head is None:
+      w = self.embed_tokens[...].astype(self.config.dtype)
+      out = jnp.einsum("bte,ve->btv", hidden, w, preferred_element_type=jnp.float32)
+    else:
+      out = jnp.einsum("bte,ev->btv", hidden, self.lm_head[...].astype(self.config.dtype),
+                       preferred_element_type=jnp.float32)
+    return out.astype(jnp.float32)
+
+
+def init_model(config: DecoderConfig, seed: int = 0) -> DecoderLM:
+  """A randomly initialised model (for tests and from-scratch training)."""
+  return DecoderLM(config, rngs=nnx.Rngs(params=seed))

@@ -1,0 +1,121 @@
+"""HF-format checkpoints: tensor-name mapping, building a model from a tensor source, and export.
+
+Our parameter paths mirror transformers' module names (`layers.3.self_attn.q_proj.kernel` is
+`model.layers.3.self_attn.q_proj.weight`, transposed), so the mapping is one rule, not a table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, SingleDeviceSharding
+from safetensors.numpy import save_file
+
+from darling_jax.models.config import DecoderConfig
+from darling_jax.models.decoder import DecoderLM
+from darling_jax.models.tensor_sources import TensorSource
+from darling_jax.sharding import state_shardings
+
+# Tensors that HF checkpoints may carry and that we derive instead.
+_IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
+
+
+def hf_tensor_name(path: tuple) -> tuple[str, bool]:
+  """Our NNX state path -> (HF tensor name, whether HF stores it transposed `[out, in]`)."""
+  parts = [str(p) for p in path]
+  if parts == ["lm_head"]:
+    return "lm_head.weight", True
+  if parts == ["embed_tokens"]:
+    return "model.embed_tokens.weight", False
+  leaf = parts[-1]
+  return "model." + ".".join(parts[:-1] + ["weight" if leaf == "kernel" else leaf]), leaf == "kernel"
+
+
+def model_from_source(config: DecoderConfig, source: TensorSource, *, mesh: Mesh | None = None,
+                      origin: str = "checkpoint") -> DecoderLM:
+  """Builds a model whose every parameter is read from `source`, placed straight into its target sharding.
+
+  Each device shard is read separately (`jax.make_array_from_callback`), so a big model never exists as one
+  host copy. Missing, unexpected or mis-shaped tensors raise one ValueError naming them; nothing is randomly
+  initialised.
+  """
+  abstract = nnx.eval_shape(lambda: DecoderLM(config, rngs=nnx.Rngs(0)))
+  graphdef, abstract_state = nnx.split(abstract)
+  if mesh is not None:
+    shardings = nnx.to_flat_state(state_shardings(abstract_state, mesh))
+  else:
+    device = SingleDeviceSharding(jax.devices()[0])
+    shardings = [(path, device) for path, _ in nnx.to_flat_state(abstract_state)]
+  flat = nnx.to_flat_state(abstract_state)
+
+  wanted = {hf_tensor_name(path)[0] for path, _ in flat}
+  available = source.names()
+  missing = sorted(wanted - available)
+  if missing:
+    raise ValueError(f"{origin}: missing tensor(s) {missing[:5]}{' …' if len(missing) > 5 else ''} required by "
+                     f"the config ({config.model_type}, {config.num_layers} layers, "
+                     f"tie_word_embeddings={config.tie_word_embeddings})")
+  unexpected = sorted(n for n in available - wanted if not n.endswith(_IGNORED_SUFFIXES)
+                      and not (n == "lm_head.weight" and config.tie_word_embeddings))
+  if unexpected:
+    raise ValueError(f"{origin}: unexpected tensor(s) {unexpected[:5]}{' …' if len(unexpected) > 5 else ''} not "
+                     f"used by the config ({config.model_type}, {config.num_layers} layers)")
+
+  new_leaves = []
+  for (path, variable), (_, sharding) in zip(flat, shardings, strict=True):
+    name, transposed = hf_tensor_name(path)
+    target = variable.get_value()
+    stored = source.shape(name)
+    expected = tuple(reversed(target.shape)) if transposed else tuple(target.shape)
+    if stored != expected:
+      raise ValueError(f"{origin}: tensor {name!r} has shape {stored}, the config expects {expected}")
+
+    def read_shard(index, name=name, transposed=transposed, dtype=target.dtype, ndim=len(target.shape)):
+      index = tuple(index) + (slice(None),) * (ndim - len(index))
+      if transposed:
+        return np.ascontiguousarray(source.read(name, index[::-1]).T).astype(dtype)
+      return np.asarray(source.read(name, index)).astype(dtype)
+
+    array = jax.make_array_from_callback(target.shape, sharding, read_shard)
+    new_leaves.append((path, variable.replace(array)))
+  return nnx.merge(graphdef, nnx.from_flat_state(new_leaves))
+
+
+def save_pretrained(model: DecoderLM, path: str, *, tokenizer=None) -> None:
+  """Writes `config.json` + `model.safetensors` (+ tokenizer files) that transformers loads as the same model.
+
+  The directory is written to a temporary sibling first and renamed into place, so an interrupted export never
+  leaves a half-written checkpoint. Sharded (multi-device/multi-host) parameters are gathered per tensor.
+  """
+  config: DecoderConfig = model.config
+  hf_config = config.to_hf()
+  tensors = {}
+  for param_path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+    name, transposed = hf_tensor_name(param_path)
+    value = variable.get_value()
+    host = np.asarray(value if value.is_fully_addressable else multihost_utils.process_allgather(value))
+    tensors[name] = np.ascontiguousarray(host.T if transposed else host)
+  if jax.process_index() != 0:
+    return
+  parent = os.path.dirname(os.path.abspath(path))
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+  try:
+    with open(os.path.join(staging, "config.json"), "w") as f:
+      json.dump(hf_config, f, indent=2)
+    save_file(tensors, os.path.join(staging, "model.safetensors"), metadata={"format": "pt"})
+    if tokenizer is not None:
+      tokenizer.save_pretrained(staging)
+    if os.path.exists(path):
+      shutil.rmtree(path)
+    os.replace(staging, path)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
