@@ -30,6 +30,6 @@ setup(
     ],
     extras_require={
         # torch is pinned: a plain `torch` resolves to a multi-GB CUDA build on this machine.
-        "test": ["pytest>=8", "torch==2.13.0"],
+        "test": ["pytest>=8", "pytest-xdist", "torch==2.13.0", "accelerate"],  # accelerate: HF GGUF loading
     },
 )

@@ -11,3 +11,5 @@ import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_default_matmul_precision", "highest")
+# Tests compile many small programs and run few FLOPs: XLA's optimisation passes cost more than they save.
+jax.config.update("jax_disable_most_optimizations", True)

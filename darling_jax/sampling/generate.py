@@ -77,7 +77,7 @@ def pad_prompts(prompt_ids, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "num_samples", "max_new_tokens"))
-def _prefill(graphdef, state, prompt_tokens, prompt_mask, *, num_samples: int, max_new_tokens: int):
+def prefill(graphdef, state, prompt_tokens, prompt_mask, *, num_samples: int, max_new_tokens: int):
   """-> (cache for `B*G` rows with room for `max_new_tokens`, last-position logits float32 `[B*G, V]`)."""
   model: DecoderLM = nnx.merge(graphdef, state)
   batch, width = prompt_tokens.shape
@@ -88,7 +88,7 @@ def _prefill(graphdef, state, prompt_tokens, prompt_mask, *, num_samples: int, m
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "temperature", "top_p", "top_k",
                                              "eos_ids", "pad_id"), donate_argnames=("cache",))
-def _decode(graphdef, state, cache: KVCache, first_logits, rng, *, max_new_tokens: int, temperature: float,
+def decode(graphdef, state, cache: KVCache, first_logits, rng, *, max_new_tokens: int, temperature: float,
             top_p: float, top_k: int, eos_ids: tuple[int, ...], pad_id: int):
   """Samples up to `max_new_tokens` tokens for every row.
 
@@ -172,9 +172,9 @@ def generate(model: DecoderLM, prompt_ids, *, num_samples: int, max_new_tokens: 
   if batch_sharding is not None:
     tokens, mask = jax.device_put((tokens, mask), batch_sharding)
   graphdef, state = nnx.split(model)
-  cache, first_logits = _prefill(graphdef, state, tokens, mask, num_samples=num_samples,
+  cache, first_logits = prefill(graphdef, state, tokens, mask, num_samples=num_samples,
                                  max_new_tokens=max_new_tokens)
-  out_tokens, out_mask, logprobs, _ = _decode(
+  out_tokens, out_mask, logprobs, _ = decode(
       graphdef, state, cache, first_logits, rng, max_new_tokens=max_new_tokens, temperature=float(temperature),
       top_p=float(top_p), top_k=int(top_k), eos_ids=eos_ids, pad_id=eos_ids[0] if pad_id is None else int(pad_id))
   return SampleOutput(tokens=out_tokens, mask=out_mask, logprobs=logprobs, prompt_tokens=jnp.asarray(tokens),

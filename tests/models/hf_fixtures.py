@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import torch
 import transformers
@@ -49,6 +50,12 @@ def hf_logits(model, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
     out = model(input_ids=torch.tensor(ids, dtype=torch.long), attention_mask=torch.tensor(mask),
                 position_ids=torch.tensor(position_ids, dtype=torch.long))
   return out.logits.float().numpy()
+
+
+@jax.jit
+def forward(model, ids, mask):
+  """Our jitted uncached forward: float32 logits `[B, T, V]` (NNX modules are pytrees)."""
+  return model(ids, mask)
 
 
 def max_diff_on_valid(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:

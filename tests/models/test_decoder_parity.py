@@ -7,7 +7,7 @@ import pytest
 
 from darling_jax import sharding
 from darling_jax.models import KVCache, load_pretrained
-from tests.models.hf_fixtures import hf_logits, left_padded_batch, make_hf_model, max_diff_on_valid
+from tests.models.hf_fixtures import forward, hf_logits, left_padded_batch, make_hf_model, max_diff_on_valid
 
 LLAMA3_ROPE = dict(rope_type="llama3", rope_theta=50000.0, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
                    original_max_position_embeddings=16)
@@ -39,7 +39,7 @@ def test_logits_match_transformers(tmp_path, case):
   ours = load_pretrained(tmp_path)
   ids, mask = left_padded_batch(hf.config.vocab_size, LENGTHS, seed=1)
   expected = hf_logits(hf, ids, mask)
-  got = np.asarray(jax.jit(lambda m, i, a: m(i, a))(ours, ids, mask))
+  got = np.asarray(forward(ours, ids, mask))
   assert got.dtype == np.float32 and got.shape == expected.shape
   assert np.abs(expected).max() > 1.0  # the reference is not trivially small
   assert max_diff_on_valid(got, expected, mask) <= 1e-4
@@ -58,13 +58,14 @@ def test_cached_decoding_matches_full_forward(tmp_path):
   extra = np.random.default_rng(3).integers(1, hf.config.vocab_size, (3, 5)).astype(np.int32)
   full_ids = np.concatenate([ids, extra], axis=1)
   full_mask = np.concatenate([mask, np.ones_like(extra)], axis=1)
-  full = np.asarray(model(full_ids, full_mask))
+  full = np.asarray(forward(model, full_ids, full_mask))
 
+  step = jax.jit(lambda m, i, c, a: m.forward_with_cache(i, c, a))
   cache = KVCache.init(model.config, batch_size=3, max_length=16)
-  logits, cache = model.forward_with_cache(ids, cache, mask)
+  logits, cache = step(model, ids, cache, mask)
   steps = [logits[:, -1]]
   for t in range(extra.shape[1]):
-    logits, cache = model.forward_with_cache(extra[:, t:t + 1], cache)
+    logits, cache = step(model, extra[:, t:t + 1], cache, np.ones((3, 1), np.int32))
     steps.append(logits[:, -1])
   cached = np.stack([np.asarray(s) for s in steps], axis=1)
   np.testing.assert_allclose(cached, full[:, ids.shape[1] - 1:], atol=1e-4)
@@ -83,8 +84,9 @@ def test_sharded_load_matches_single_device(tmp_path, mesh_shape):
   ids, mask = left_padded_batch(single.config.vocab_size, [8, 8, 3, 6, 8, 2, 5, 8], seed=4)
   with jax.set_mesh(mesh):
     ids_sharded = jax.device_put(ids, sharding.batch_sharding(mesh, 2))
-    got = jax.jit(lambda m, i, a: m(i, a))(sharded, ids_sharded, jnp.asarray(mask))
-  np.testing.assert_allclose(np.asarray(got), np.asarray(single(ids, mask)), atol=1e-5)
+    got = forward(sharded, ids_sharded, jnp.asarray(mask))
+  expected = forward(single, ids, mask)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-5)
 
 
 def test_bf16_checkpoint_loads(tmp_path):
@@ -95,6 +97,34 @@ def test_bf16_checkpoint_loads(tmp_path):
   assert model.embed_tokens[...].dtype == jnp.bfloat16
   ids, mask = left_padded_batch(hf.config.vocab_size, [6, 3], seed=5)
   expected = hf_logits(hf.float(), ids, mask)
-  got = np.asarray(model(ids, mask))
+  got = np.asarray(forward(model, ids, mask))
   assert got.dtype == np.float32
   assert max_diff_on_valid(got, expected, mask) < 0.5  # bf16 compute; exact weights, loose logits
+
+
+def test_sharded_safetensors_index(tmp_path):
+  hf = make_hf_model("qwen3", tie_word_embeddings=False)
+  hf.save_pretrained(tmp_path, max_shard_size="100KB")
+  assert (tmp_path / "model.safetensors.index.json").exists()
+  assert len(list(tmp_path.glob("model-*.safetensors"))) > 1
+  ids, mask = left_padded_batch(hf.config.vocab_size, [4, 6], seed=6)
+  got = np.asarray(forward(load_pretrained(tmp_path), ids, mask))
+  assert max_diff_on_valid(got, hf_logits(hf, ids, mask), mask) <= 1e-4
+
+
+def test_remat_gives_same_loss_and_grads(tmp_path):
+  from flax import nnx
+  _checkpoint(tmp_path, "llama_tied_gqa")
+  ids, mask = left_padded_batch(320, [6, 4], seed=7)
+
+  def loss_and_grads(remat):
+    model = load_pretrained(tmp_path, remat=remat)
+    graphdef, params = nnx.split(model)
+
+    def loss(p):
+      return jnp.mean(jax.nn.logsumexp(nnx.merge(graphdef, p)(ids, mask), axis=-1))
+    return jax.jit(jax.value_and_grad(loss))(params)
+
+  (plain, plain_grads), (remat, remat_grads) = loss_and_grads(False), loss_and_grads(True)
+  np.testing.assert_allclose(remat, plain, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), remat_grads, plain_grads)

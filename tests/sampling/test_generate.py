@@ -8,8 +8,8 @@ import torch
 from darling_jax import sharding
 from darling_jax.models import DecoderConfig, init_model, load_pretrained
 from darling_jax.sampling import generate, truncate_logits
-from darling_jax.sampling.generate import _decode, _prefill
-from tests.models.hf_fixtures import make_hf_model
+from darling_jax.sampling.generate import decode, prefill
+from tests.models.hf_fixtures import forward, make_hf_model
 
 PROMPTS = [[5, 17, 3, 99, 42, 7, 8], [250, 11], [31, 32, 33, 34, 35]]
 EOS = 7
@@ -31,7 +31,7 @@ def test_cached_logprobs_match_full_forward(hf_and_ours):
   prompt_mask = np.repeat(np.asarray(out.prompt_mask), 2, axis=0)
   full_ids = np.concatenate([prompt_tokens, np.asarray(out.tokens)], axis=1)
   full_mask = np.concatenate([prompt_mask, np.asarray(out.mask)], axis=1)
-  logits = np.asarray(model(full_ids, full_mask))[:, prompt_tokens.shape[1] - 1:-1] / 0.8
+  logits = np.asarray(forward(model, full_ids, full_mask))[:, prompt_tokens.shape[1] - 1:-1] / 0.8
   log_probs = np.asarray(jax.nn.log_softmax(logits, axis=-1))
   expected = np.take_along_axis(log_probs, np.asarray(out.tokens)[..., None], axis=-1)[..., 0]
   valid = np.asarray(out.mask).astype(bool)
@@ -111,7 +111,7 @@ def test_one_step_distribution(temperature, top_k, top_p):
   draws = 12000
   out = generate(model, [prompt], num_samples=draws, max_new_tokens=1, eos_ids=[0], rng=jax.random.key(7),
                  temperature=temperature, top_k=top_k, top_p=top_p)
-  logits = np.asarray(model(np.asarray([prompt], np.int32)))[0, -1] / temperature
+  logits = np.asarray(forward(model, np.asarray([prompt], np.int32), np.ones((1, 3), np.int32)))[0, -1] / temperature
   expected = np.asarray(jax.nn.softmax(truncate_logits(logits, top_k=top_k, top_p=top_p)))
   counts = np.bincount(np.asarray(out.tokens)[:, 0], minlength=config.vocab_size)
   tv = 0.5 * np.abs(counts / draws - expected).sum()
@@ -132,9 +132,9 @@ def test_no_retrace_within_bucket(hf_and_ours):
   _, model, _ = hf_and_ours
   kw = dict(num_samples=2, max_new_tokens=5, eos_ids=[EOS])
   generate(model, [[1, 2, 3], [4, 5]], rng=jax.random.key(0), **kw)
-  sizes = (_prefill._cache_size(), _decode._cache_size())
+  sizes = (prefill._cache_size(), decode._cache_size())
   generate(model, [[9, 8, 7, 6, 5], [4]], rng=jax.random.key(1), **kw)  # same bucket (8), new lengths and rng
-  assert (_prefill._cache_size(), _decode._cache_size()) == sizes
+  assert (prefill._cache_size(), decode._cache_size()) == sizes
 
 
 def test_batch_sharded_matches_unsharded(hf_and_ours):
