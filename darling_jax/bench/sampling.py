@@ -20,7 +20,7 @@ import numpy as np
 from absl import app, flags
 
 from darling_jax.models import load_pretrained
-from darling_jax.sampling.generate import decode, pad_prompts, prefill
+from darling_jax.sampling.sampler import decode, pad_prompts, prefill
 from flax import nnx
 
 _SHAPES = flags.DEFINE_list("shapes", ["tiny", "smollm2"], "Which shapes to run (tiny, smollm2).")

@@ -13,10 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-
-def _as_array(value: jax.typing.ArrayLike) -> jax.Array | np.ndarray:
-  """Arrays (and tracers) pass through untouched; other array-likes become numpy arrays (no device work)."""
-  return value if isinstance(value, (jax.Array, np.ndarray)) else np.asarray(value)
+from darling_jax.array_utils import as_array
 
 
 @jax.jit
@@ -57,7 +54,7 @@ def partition(equivalent: jax.typing.ArrayLike) -> jax.Array:
   Raises:
     ValueError: if `equivalent` is not a bool array of shape [..., G, G] with G >= 1.
   """
-  equivalent = _as_array(equivalent)
+  equivalent = as_array(equivalent)
   if equivalent.ndim < 2 or equivalent.shape[-1] != equivalent.shape[-2]:
     raise ValueError(f"equivalent must have shape [..., G, G], got shape {equivalent.shape}")
   if equivalent.dtype != np.bool_:

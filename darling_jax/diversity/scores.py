@@ -8,12 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from darling_jax.array_utils import as_array
+
 DEFAULT_DIVERSITY_FLOOR = 0.1
-
-
-def _as_array(value: jax.typing.ArrayLike) -> jax.Array | np.ndarray:
-  """Arrays (and tracers) pass through untouched; other array-likes become numpy arrays (no device work)."""
-  return value if isinstance(value, (jax.Array, np.ndarray)) else np.asarray(value)
 
 
 def diversity_scores(class_ids: jax.typing.ArrayLike, floor: float = DEFAULT_DIVERSITY_FLOOR) -> jax.Array:
@@ -34,7 +31,7 @@ def diversity_scores(class_ids: jax.typing.ArrayLike, floor: float = DEFAULT_DIV
   Raises:
     ValueError: if `class_ids` is not an integer array with a non-empty last axis, or `floor` is outside [0, 1].
   """
-  class_ids = _as_array(class_ids)
+  class_ids = as_array(class_ids)
   if class_ids.ndim < 1 or class_ids.shape[-1] == 0:
     raise ValueError(f"class_ids must have shape [..., G] with G >= 1, got shape {class_ids.shape}")
   if class_ids.dtype == np.bool_ or not np.issubdtype(class_ids.dtype, np.integer):

@@ -15,12 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from darling_jax.array_utils import as_array
+
 DEFAULT_PATIENCE = 0.8
-
-
-def _as_array(value: jax.typing.ArrayLike) -> jax.Array | np.ndarray:
-  """Arrays (and tracers) pass through untouched; other array-likes become numpy arrays (no device work)."""
-  return value if isinstance(value, (jax.Array, np.ndarray)) else np.asarray(value)
 
 
 def _check_square_bool(equivalent: jax.Array) -> None:
@@ -58,7 +55,7 @@ def greedy_partition(equivalent: jax.typing.ArrayLike) -> jax.Array:
   Raises:
     ValueError: if `equivalent` is not a bool array of shape [..., G, G] with G >= 1.
   """
-  equivalent = _as_array(equivalent)
+  equivalent = as_array(equivalent)
   _check_square_bool(equivalent)
   return _greedy_labels(equivalent)
 
@@ -105,7 +102,7 @@ def novelty_distinct(class_ids: jax.typing.ArrayLike) -> jax.Array:
   Raises:
     ValueError: if `class_ids` is not an integer array with a non-empty last axis.
   """
-  class_ids = _as_array(class_ids)
+  class_ids = as_array(class_ids)
   _check_class_ids(class_ids)
   return _count_classes(class_ids)
 
@@ -139,8 +136,8 @@ def novelty_utility(class_ids: jax.typing.ArrayLike, quality: jax.typing.ArrayLi
     ValueError: if `class_ids` is not an integer [..., G] array, `quality` has a different shape, or
       `patience` is outside (0, 1].
   """
-  class_ids = _as_array(class_ids)
-  quality = _as_array(quality)
+  class_ids = as_array(class_ids)
+  quality = as_array(quality)
   _check_class_ids(class_ids)
   if quality.shape != class_ids.shape:
     raise ValueError(f"quality must have the shape of class_ids {class_ids.shape}, got {quality.shape}")

@@ -1,7 +1,8 @@
 """HF-format checkpoints: tensor-name mapping, building a model from a tensor source, and export.
 
 Our parameter paths mirror transformers' module names (`layers.3.self_attn.q_proj.kernel` is
-`model.layers.3.self_attn.q_proj.weight`, transposed), so the mapping is one rule, not a table.
+`model.layers.3.self_attn.q_proj.weight`, transposed), so the mapping is one rule (`module_tensor_name`), not
+a table. `fill_from_source` fills any such module (decoder, classifiers) from a tensor source.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -27,26 +29,37 @@ from darling_jax.sharding import state_shardings
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
+def module_tensor_name(path: tuple) -> tuple[str, bool]:
+  """The one rule: NNX state path `a.0.b.kernel` -> (`a.0.b.weight`, True: HF stores it `[out, in]`); any other
+  leaf (`bias`, an embedding's `weight`, …) keeps its name and layout."""
+  parts = [str(p) for p in path]
+  leaf = parts[-1]
+  return ".".join(parts[:-1] + ["weight" if leaf == "kernel" else leaf]), leaf == "kernel"
+
+
 def hf_tensor_name(path: tuple) -> tuple[str, bool]:
-  """Our NNX state path -> (HF tensor name, whether HF stores it transposed `[out, in]`)."""
+  """Our decoder's NNX state path -> (HF tensor name, whether HF stores it transposed `[out, in]`)."""
   parts = [str(p) for p in path]
   if parts == ["lm_head"]:
     return "lm_head.weight", True
   if parts == ["embed_tokens"]:
     return "model.embed_tokens.weight", False
-  leaf = parts[-1]
-  return "model." + ".".join(parts[:-1] + ["weight" if leaf == "kernel" else leaf]), leaf == "kernel"
+  name, transposed = module_tensor_name(path)
+  return "model." + name, transposed
 
 
-def model_from_source(config: DecoderConfig, source: TensorSource, *, mesh: Mesh | None = None,
-                      origin: str = "checkpoint") -> DecoderLM:
-  """Builds a model whose every parameter is read from `source`, placed straight into its target sharding.
+def fill_from_source(abstract: nnx.Module, source: TensorSource,
+                     tensor_name: Callable[[tuple], tuple[str, bool]] = module_tensor_name, *,
+                     mesh: Mesh | None = None, origin: str = "checkpoint",
+                     ignored: Callable[[str], bool] = lambda name: False, describe: str = "") -> nnx.Module:
+  """Materialises an abstract module (`nnx.eval_shape`) with every parameter read from `source`.
 
-  Each device shard is read separately (`jax.make_array_from_callback`), so a big model never exists as one
-  host copy. Missing, unexpected or mis-shaped tensors raise one ValueError naming them; nothing is randomly
-  initialised.
+  Each parameter's HF name and layout come from `tensor_name(path)`; it is placed straight into its sharding
+  on `mesh` (from its logical axes) or on the first device. Each device shard is read separately
+  (`jax.make_array_from_callback`), so a big model never exists as one host copy. Missing, unexpected (unless
+  `ignored(name)`) or mis-shaped tensors raise one ValueError naming them, with `describe` (the config) for
+  context; nothing is randomly initialised.
   """
-  abstract = nnx.eval_shape(lambda: DecoderLM(config, rngs=nnx.Rngs(0)))
   graphdef, abstract_state = nnx.split(abstract)
   if mesh is not None:
     shardings = nnx.to_flat_state(state_shardings(abstract_state, mesh))
@@ -55,22 +68,20 @@ def model_from_source(config: DecoderConfig, source: TensorSource, *, mesh: Mesh
     shardings = [(path, device) for path, _ in nnx.to_flat_state(abstract_state)]
   flat = nnx.to_flat_state(abstract_state)
 
-  wanted = {hf_tensor_name(path)[0] for path, _ in flat}
+  wanted = {tensor_name(path)[0] for path, _ in flat}
   available = source.names()
   missing = sorted(wanted - available)
   if missing:
     raise ValueError(f"{origin}: missing tensor(s) {missing[:5]}{' …' if len(missing) > 5 else ''} required by "
-                     f"the config ({config.model_type}, {config.num_layers} layers, "
-                     f"tie_word_embeddings={config.tie_word_embeddings})")
-  unexpected = sorted(n for n in available - wanted if not n.endswith(_IGNORED_SUFFIXES)
-                      and not (n == "lm_head.weight" and config.tie_word_embeddings))
+                     f"the config ({describe})")
+  unexpected = sorted(n for n in available - wanted if not ignored(n))
   if unexpected:
     raise ValueError(f"{origin}: unexpected tensor(s) {unexpected[:5]}{' …' if len(unexpected) > 5 else ''} not "
-                     f"used by the config ({config.model_type}, {config.num_layers} layers)")
+                     f"used by the config ({describe})")
 
   new_leaves = []
   for (path, variable), (_, sharding) in zip(flat, shardings, strict=True):
-    name, transposed = hf_tensor_name(path)
+    name, transposed = tensor_name(path)
     target = variable.get_value()
     stored = source.shape(name)
     expected = tuple(reversed(target.shape)) if transposed else tuple(target.shape)
@@ -86,6 +97,19 @@ def model_from_source(config: DecoderConfig, source: TensorSource, *, mesh: Mesh
     array = jax.make_array_from_callback(target.shape, sharding, read_shard)
     new_leaves.append((path, variable.replace(array)))
   return nnx.merge(graphdef, nnx.from_flat_state(new_leaves))
+
+
+def model_from_source(config: DecoderConfig, source: TensorSource, *, mesh: Mesh | None = None,
+                      origin: str = "checkpoint") -> DecoderLM:
+  """Builds a decoder whose every parameter is read from `source` (see `fill_from_source`)."""
+  abstract = nnx.eval_shape(lambda: DecoderLM(config, rngs=nnx.Rngs(0)))
+
+  def ignored(name: str) -> bool:
+    return name.endswith(_IGNORED_SUFFIXES) or (name == "lm_head.weight" and config.tie_word_embeddings)
+
+  return fill_from_source(abstract, source, hf_tensor_name, mesh=mesh, origin=origin, ignored=ignored,
+                          describe=f"{config.model_type}, {config.num_layers} layers, "
+                                   f"tie_word_embeddings={config.tie_word_embeddings}")
 
 
 def save_pretrained(model: DecoderLM, path: str, *, tokenizer=None) -> None:

@@ -1,5 +1,6 @@
 """Sampler: cache consistency, greedy parity with transformers, sampling distribution, determinism, errors."""
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -8,7 +9,8 @@ import torch
 from darling_jax import sharding
 from darling_jax.models import DecoderConfig, init_model, load_pretrained
 from darling_jax.sampling import generate, truncate_logits
-from darling_jax.sampling.generate import decode, prefill
+from darling_jax.sampling import sampler
+from darling_jax.sampling.sampler import DECODE_JIT, PREFILL_JIT, decode, prefill
 from tests.models.hf_fixtures import forward, make_hf_model
 
 PROMPTS = [[5, 17, 3, 99, 42, 7, 8], [250, 11], [31, 32, 33, 34, 35]]
@@ -128,13 +130,16 @@ def test_truncation_sets():
   assert np.isfinite(truncate_logits(logits, top_p=0.86)).tolist() == [True, True, True, True, False]
 
 
-def test_no_retrace_within_bucket(hf_and_ours):
+def test_no_retrace_within_bucket(hf_and_ours, monkeypatch):
   _, model, _ = hf_and_ours
   kw = dict(num_samples=2, max_new_tokens=5, eos_ids=[EOS])
+  # generate() with its jitted stages re-wrapped so that a second trace raises.
+  for name, jitted, jit_kwargs in (("prefill", prefill, PREFILL_JIT), ("decode", decode, DECODE_JIT)):
+    monkeypatch.setattr(sampler, name, jax.jit(chex.assert_max_traces(jitted.__wrapped__, n=1), **jit_kwargs))
   generate(model, [[1, 2, 3], [4, 5]], rng=jax.random.key(0), **kw)
-  sizes = (prefill._cache_size(), decode._cache_size())
   generate(model, [[9, 8, 7, 6, 5], [4]], rng=jax.random.key(1), **kw)  # same bucket (8), new lengths and rng
-  assert (prefill._cache_size(), decode._cache_size()) == sizes
+  with pytest.raises(AssertionError, match="retrac|trace"):
+    generate(model, [[1] * 9], rng=jax.random.key(2), **kw)  # bucket 16: a new trace, so chex fires
 
 
 def test_batch_sharded_matches_unsharded(hf_and_ours):

@@ -76,7 +76,12 @@ def pad_prompts(prompt_ids, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
   return tokens, mask
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "num_samples", "max_new_tokens"))
+PREFILL_JIT = dict(static_argnames=("graphdef", "num_samples", "max_new_tokens"))
+DECODE_JIT = dict(static_argnames=("graphdef", "max_new_tokens", "temperature", "top_p", "top_k", "eos_ids", "pad_id"),
+                  donate_argnames=("cache",))
+
+
+@functools.partial(jax.jit, **PREFILL_JIT)
 def prefill(graphdef, state, prompt_tokens, prompt_mask, *, num_samples: int, max_new_tokens: int):
   """-> (cache for `B*G` rows with room for `max_new_tokens`, last-position logits float32 `[B*G, V]`)."""
   model: DecoderLM = nnx.merge(graphdef, state)
@@ -86,8 +91,7 @@ def prefill(graphdef, state, prompt_tokens, prompt_mask, *, num_samples: int, ma
   return cache.repeat(num_samples), jnp.repeat(logits[:, -1], num_samples, axis=0)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "temperature", "top_p", "top_k",
-                                             "eos_ids", "pad_id"), donate_argnames=("cache",))
+@functools.partial(jax.jit, **DECODE_JIT)
 def decode(graphdef, state, cache: KVCache, first_logits, rng, *, max_new_tokens: int, temperature: float,
             top_p: float, top_k: int, eos_ids: tuple[int, ...], pad_id: int):
   """Samples up to `max_new_tokens` tokens for every row.
