@@ -7,8 +7,8 @@ import numpy as np
 import torch
 import transformers
 
-TINY = dict(vocab_size=320, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, head_dim=32, max_position_embeddings=256, rms_norm_eps=1e-5)
+TINY = dict(vocab_size=6144, hidden_size=128, intermediate_size=320, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, head_dim=48, max_position_embeddings=256, rms_norm_eps=1e-5)  # 1.2-1.6M params
 
 _CONFIG_CLASSES = {
     "llama": transformers.LlamaConfig,

@@ -13,8 +13,8 @@ from safetensors.numpy import load_file, save_file
 from darling_jax.models import DecoderConfig, init_model, load_pretrained, save_pretrained
 from tests.models.hf_fixtures import forward, hf_logits, left_padded_batch, make_hf_model, max_diff_on_valid
 
-TINY_QWEN3 = DecoderConfig(vocab_size=300, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
-                           num_kv_heads=2, head_dim=24, qk_norm=True, model_type="qwen3", rms_norm_eps=1e-6)
+TINY_QWEN3 = DecoderConfig(vocab_size=4096, hidden_size=128, intermediate_size=256, num_layers=2, num_heads=4,
+                           num_kv_heads=2, head_dim=48, qk_norm=True, model_type="qwen3", rms_norm_eps=1e-6)
 
 
 @pytest.mark.parametrize("config", [
@@ -106,8 +106,8 @@ def test_misshaped_tensor_is_named(llama_dir):
   def shrink(tensors):
     tensors["model.layers.0.self_attn.k_proj.weight"] = tensors["model.layers.0.self_attn.k_proj.weight"][:32]
   _edit_tensors(llama_dir, shrink)
-  with pytest.raises(ValueError, match=r"'model.layers.0.self_attn.k_proj.weight' has shape \(32, 64\), the "
-                                       r"config expects \(64, 64\)"):
+  with pytest.raises(ValueError, match=r"'model.layers.0.self_attn.k_proj.weight' has shape \(32, 128\), the "
+                                       r"config expects \(96, 128\)"):
     load_pretrained(llama_dir)
 
 
