@@ -3,7 +3,6 @@
 Also holds the helpers that `test_modernbert.py` shares (random scaled HF weights, jitted forward, HF logits).
 """
 
-import json
 import shutil
 
 import jax
@@ -12,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from safetensors.numpy import load_file, save_file
 
 from darling_jax import sharding
 from darling_jax.classifiers import BertForSequenceClassification, load_classifier
+from tests.checkpoint_edits import edit_config, edit_tensors
 
 TINY_BERT = dict(vocab_size=320, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=160,
                  max_position_embeddings=64, type_vocab_size=2, num_labels=3, pad_token_id=0)
@@ -89,17 +88,6 @@ def bert_copy(bert_dir, tmp_path):
   return shutil.copytree(bert_dir, tmp_path / "bert")
 
 
-def _edit_config(directory, **changes):
-  config = json.loads((directory / "config.json").read_text())
-  config.update(changes)
-  (directory / "config.json").write_text(json.dumps(config))
-
-
-def _edit_tensors(directory, edit):
-  tensors = load_file(str(directory / "model.safetensors"))
-  edit(tensors)
-  save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
-
 
 def test_pair_logits_match_transformers(bert_dir):
   ids, mask, types = pair_batch(PAIR_LENGTHS, TINY_BERT["vocab_size"], seed=1)
@@ -126,7 +114,7 @@ def test_sharded_load_matches_single_device(bert_dir):
 
 # ---------------------------------------------------------------- bad input
 def test_unsupported_model_type(bert_copy):
-  _edit_config(bert_copy, model_type="roberta")
+  edit_config(bert_copy, model_type="roberta")
   with pytest.raises(ValueError, match="model_type 'roberta' is not supported"):
     load_classifier(bert_copy)
 
@@ -134,22 +122,22 @@ def test_unsupported_model_type(bert_copy):
 @pytest.mark.parametrize("key, value", [("position_embedding_type", "relative_key"), ("hidden_act", "quick_gelu"),
                                         ("is_decoder", True)])
 def test_unsupported_config(bert_copy, key, value):
-  _edit_config(bert_copy, **{key: value})
+  edit_config(bert_copy, **{key: value})
   with pytest.raises(ValueError, match=f"'{key}'={value!r}"):
     load_classifier(bert_copy)
 
 
 def test_missing_tensor_is_named(bert_copy):
-  _edit_tensors(bert_copy, lambda t: t.pop("bert.pooler.dense.weight"))
+  edit_tensors(bert_copy, lambda t: t.pop("bert.pooler.dense.weight"))
   with pytest.raises(ValueError, match=r"missing tensor\(s\) \['bert.pooler.dense.weight'\]"):
     load_classifier(bert_copy)
 
 
 def test_misshaped_and_unexpected_tensors_are_named(bert_copy):
-  _edit_config(bert_copy, id2label={"0": "no", "1": "yes"}, label2id={"no": 0, "yes": 1})
+  edit_config(bert_copy, id2label={"0": "no", "1": "yes"}, label2id={"no": 0, "yes": 1})
   with pytest.raises(ValueError, match=r"'classifier.bias' has shape \(3,\), the config expects \(2,\)"):
     load_classifier(bert_copy)
-  _edit_config(bert_copy, num_hidden_layers=1, id2label={"0": "a", "1": "b", "2": "c"})
+  edit_config(bert_copy, num_hidden_layers=1, id2label={"0": "a", "1": "b", "2": "c"})
   with pytest.raises(ValueError, match=r"unexpected tensor\(s\) \['bert.encoder.layer.1."):
     load_classifier(bert_copy)
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 import transformers
-from safetensors.numpy import load_file, save_file
 
 from darling_jax.classifiers import ModernBertClassifierConfig, ModernBertForSequenceClassification, load_classifier
 from tests.classifiers.test_bert import assert_parity, forward, hf_logits, scale_weights
+from tests.checkpoint_edits import edit_config, edit_tensors
 
 # 4 layers with global attention every 3rd: [full, sliding, sliding, full]. Window: |i - j| <= 4.
 TINY_MODERNBERT = dict(vocab_size=320, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
@@ -86,16 +86,6 @@ def test_original_config_keys_parse_like_transformers_5(cls_dir):
 
 
 # ---------------------------------------------------------------- bad input
-def _edit_config(directory, **changes):
-  config = json.loads((directory / "config.json").read_text())
-  config.update(changes)
-  (directory / "config.json").write_text(json.dumps(config))
-
-
-def _edit_tensors(directory, edit):
-  tensors = load_file(str(directory / "model.safetensors"))
-  edit(tensors)
-  save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
 
 
 @pytest.mark.parametrize("changes, message", [
@@ -106,21 +96,21 @@ def _edit_tensors(directory, edit):
     (dict(rope_parameters={"full_attention": {"rope_type": "yarn", "rope_theta": 1.0}}), "rope_type 'yarn'"),
 ])
 def test_unsupported_config(cls_copy, changes, message):
-  _edit_config(cls_copy, **changes)
+  edit_config(cls_copy, **changes)
   with pytest.raises(ValueError, match=message):
     load_classifier(cls_copy)
 
 
 def test_first_layer_has_no_attn_norm(cls_copy):
-  _edit_tensors(cls_copy, lambda t: t.update({"model.layers.0.attn_norm.weight": np.ones(64, np.float32)}))
+  edit_tensors(cls_copy, lambda t: t.update({"model.layers.0.attn_norm.weight": np.ones(64, np.float32)}))
   with pytest.raises(ValueError, match=r"unexpected tensor\(s\) \['model.layers.0.attn_norm.weight'\]"):
     load_classifier(cls_copy)
 
 
 def test_missing_tensors_are_named(cls_copy):
-  _edit_tensors(cls_copy, lambda t: t.pop("model.layers.1.attn_norm.weight"))
+  edit_tensors(cls_copy, lambda t: t.pop("model.layers.1.attn_norm.weight"))
   with pytest.raises(ValueError, match=r"missing tensor\(s\) \['model.layers.1.attn_norm.weight'\]"):
     load_classifier(cls_copy)
-  _edit_config(cls_copy, norm_bias=True)  # a config that wants biases the checkpoint lacks: an error, not zeros
+  edit_config(cls_copy, norm_bias=True)  # a config that wants biases the checkpoint lacks: an error, not zeros
   with pytest.raises(ValueError, match=r"missing tensor\(s\) \['head.norm.bias', 'model.embeddings.norm.bias'"):
     load_classifier(cls_copy)

@@ -2,16 +2,16 @@
 
 import json
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 import transformers
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 
 from darling_jax.models import DecoderConfig, init_model, load_pretrained, save_pretrained
 from tests.models.hf_fixtures import forward, hf_logits, left_padded_batch, make_hf_model, max_diff_on_valid
+from tests.checkpoint_edits import edit_config, edit_tensors
 
 TINY_QWEN3 = DecoderConfig(vocab_size=4096, hidden_size=128, intermediate_size=256, num_layers=2, num_heads=4,
                            num_kv_heads=2, head_dim=48, qk_norm=True, model_type="qwen3", rms_norm_eps=1e-6)
@@ -72,32 +72,22 @@ def llama_dir(tmp_path):
   return tmp_path
 
 
-def _edit_config(directory, **changes):
-  config = json.loads((directory / "config.json").read_text())
-  config.update(changes)
-  (directory / "config.json").write_text(json.dumps(config))
-
-
-def _edit_tensors(directory, edit):
-  tensors = load_file(str(directory / "model.safetensors"))
-  edit(tensors)
-  save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
 
 
 def test_unsupported_architecture(llama_dir):
-  _edit_config(llama_dir, model_type="gpt2")
+  edit_config(llama_dir, model_type="gpt2")
   with pytest.raises(ValueError, match="model_type 'gpt2' is not supported"):
     load_pretrained(llama_dir)
 
 
 def test_unsupported_feature(llama_dir):
-  _edit_config(llama_dir, hidden_act="gelu")
+  edit_config(llama_dir, hidden_act="gelu")
   with pytest.raises(ValueError, match="'hidden_act'='gelu'"):
     load_pretrained(llama_dir)
 
 
 def test_missing_tensor_is_named(llama_dir):
-  _edit_tensors(llama_dir, lambda t: t.pop("model.layers.1.mlp.up_proj.weight"))
+  edit_tensors(llama_dir, lambda t: t.pop("model.layers.1.mlp.up_proj.weight"))
   with pytest.raises(ValueError, match=r"missing tensor\(s\) \['model.layers.1.mlp.up_proj.weight'\]"):
     load_pretrained(llama_dir)
 
@@ -105,23 +95,23 @@ def test_missing_tensor_is_named(llama_dir):
 def test_misshaped_tensor_is_named(llama_dir):
   def shrink(tensors):
     tensors["model.layers.0.self_attn.k_proj.weight"] = tensors["model.layers.0.self_attn.k_proj.weight"][:32]
-  _edit_tensors(llama_dir, shrink)
+  edit_tensors(llama_dir, shrink)
   with pytest.raises(ValueError, match=r"'model.layers.0.self_attn.k_proj.weight' has shape \(32, 128\), the "
                                        r"config expects \(96, 128\)"):
     load_pretrained(llama_dir)
 
 
 def test_config_tensor_mismatch(llama_dir):
-  _edit_config(llama_dir, num_hidden_layers=3)
+  edit_config(llama_dir, num_hidden_layers=3)
   with pytest.raises(ValueError, match=r"missing tensor\(s\) \['model.layers.2."):
     load_pretrained(llama_dir)
-  _edit_config(llama_dir, num_hidden_layers=1)
+  edit_config(llama_dir, num_hidden_layers=1)
   with pytest.raises(ValueError, match=r"unexpected tensor\(s\) \['model.layers.1."):
     load_pretrained(llama_dir)
 
 
 def test_untied_config_without_lm_head_is_not_random(llama_dir):
-  _edit_tensors(llama_dir, lambda t: t.pop("lm_head.weight"))
+  edit_tensors(llama_dir, lambda t: t.pop("lm_head.weight"))
   with pytest.raises(ValueError, match=r"missing tensor\(s\) \['lm_head.weight'\]"):
     load_pretrained(llama_dir)
 

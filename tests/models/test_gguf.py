@@ -3,7 +3,6 @@
 import importlib.util
 import os
 
-import jax
 import numpy as np
 import pytest
 

@@ -22,7 +22,6 @@ from darling_jax.tasks import (
     parse_expression,
     score_response,
     strategy_id,
-    used_numbers,
 )
 
 NUMBERS = [3, 5, 7, 2]
