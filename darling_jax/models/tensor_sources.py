@@ -42,6 +42,7 @@ class SafetensorsSource:
     else:
       raise FileNotFoundError(f"{directory!r} has neither model.safetensors nor model.safetensors.index.json")
     self._handles = {}
+    self._bf16_handles = {}  # JAX-framework readers, opened on first bf16 read of a file
     paths = sorted(set(files.values())) if files else [single_path]
     for path in paths:
       if not os.path.exists(path):
@@ -68,8 +69,10 @@ class SafetensorsSource:
     if view.get_dtype() != "BF16":
       return np.asarray(view[index])
     # numpy has no bfloat16: read the slice through the JAX reader on the host CPU (ml_dtypes bfloat16).
-    with safe_open(path, framework="flax") as f, jax.default_device(jax.devices("cpu")[0]):
-      return np.asarray(f.get_slice(name)[index])
+    if path not in self._bf16_handles:
+      self._bf16_handles[path] = safe_open(path, framework="flax")
+    with jax.default_device(jax.devices("cpu")[0]):
+      return np.asarray(self._bf16_handles[path].get_slice(name)[index])
 
 
 class ArraySource:
