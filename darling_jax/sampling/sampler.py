@@ -18,6 +18,7 @@ from flax import nnx
 
 from darling_jax.models.decoder import DecoderLM
 from darling_jax.models.layers import KVCache
+from darling_jax.sampling.categorical import sample_categorical
 from darling_jax.sampling.truncation import truncate_logits
 
 MIN_PROMPT_BUCKET = 8
@@ -103,32 +104,40 @@ def decode(graphdef, state, cache: KVCache, first_logits, rng, *, max_new_tokens
   rows = first_logits.shape[0]
   eos = jnp.asarray(eos_ids, jnp.int32)
 
-  def body(carry):
-    step, cache, logits, tokens, mask, logprobs, done = carry
+  def choose(logits, step):
+    """-> the sampled token int32 `[R]` and its log-probability under softmax(logits / T)."""
     scaled = logits / temperature if temperature > 0 else logits
-    log_probs = jax.nn.log_softmax(scaled, axis=-1)
     if temperature > 0:
       key = jax.random.fold_in(rng, step)
-      token = jax.random.categorical(key, truncate_logits(scaled, top_k=top_k, top_p=top_p), axis=-1)
+      token = sample_categorical(key, truncate_logits(scaled, top_k=top_k, top_p=top_p))
     else:
-      token = jnp.argmax(logits, axis=-1)
-    token = token.astype(jnp.int32)
-    token_logprob = jnp.take_along_axis(log_probs, token[:, None], axis=-1)[:, 0]
+      token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    token_logit = jnp.take_along_axis(scaled, token[:, None], axis=-1)[:, 0]
+    return token, token_logit - jax.nn.logsumexp(scaled, axis=-1)
+
+  def record(carry, token, token_logprob):
+    step, cache, _, tokens, mask, logprobs, done = carry
     active = ~done
     tokens = tokens.at[:, step].set(jnp.where(active, token, pad_id))
     mask = mask.at[:, step].set(active.astype(jnp.int32))
     logprobs = logprobs.at[:, step].set(jnp.where(active, token_logprob, 0.0))
-    done = done | jnp.isin(token, eos)
+    return step + 1, cache, token, tokens, mask, logprobs, done | jnp.isin(token, eos)
+
+  def body(carry):
+    step, cache, token = carry[:3]
     logits, cache = model.forward_with_cache(token[:, None], cache)
-    return step + 1, cache, logits[:, -1], tokens, mask, logprobs, done
+    return record((step, cache) + carry[2:], *choose(logits[:, -1], step))
 
   def cond(carry):
     step, done = carry[0], carry[-1]
     return (step < max_new_tokens) & ~jnp.all(done)
 
-  init = (jnp.zeros((), jnp.int32), cache, first_logits, jnp.full((rows, max_new_tokens), pad_id, jnp.int32),
-          jnp.zeros((rows, max_new_tokens), jnp.int32), jnp.zeros((rows, max_new_tokens), jnp.float32),
-          jnp.zeros((rows,), bool))
+  # Token 0 comes from the prefill logits; each loop step feeds the last token and samples the next, so N
+  # tokens cost N - 1 forwards and only the last token (not the logits) is carried.
+  init = (jnp.zeros((), jnp.int32), cache, jnp.zeros((rows,), jnp.int32),
+          jnp.full((rows, max_new_tokens), pad_id, jnp.int32), jnp.zeros((rows, max_new_tokens), jnp.int32),
+          jnp.zeros((rows, max_new_tokens), jnp.float32), jnp.zeros((rows,), bool))
+  init = record(init, *choose(first_logits, 0))
   _, cache, _, tokens, mask, logprobs, _ = jax.lax.while_loop(cond, body, init)
   return tokens, mask, logprobs, cache
 
