@@ -50,6 +50,27 @@ def num_labels_from_hf(hf: dict[str, Any]) -> tuple[int, tuple[str, ...] | None]
   return int(hf.get("num_labels", 2)), None
 
 
+def labels_to_hf(num_labels: int, id2label: tuple[str, ...] | None) -> dict[str, Any]:
+  """config.json label keys, the inverse of `num_labels_from_hf`: `id2label` + `label2id` when names are known,
+  else `num_labels` (which transformers expands to `LABEL_i`)."""
+  if id2label is None:
+    return {"num_labels": num_labels}
+  return {"id2label": {str(i): name for i, name in enumerate(id2label)},
+          "label2id": {name: i for i, name in enumerate(id2label)}}
+
+
+def check_labels(num_labels: int, id2label: tuple[str, ...] | None) -> tuple[str, ...] | None:
+  """Validates the label count against the names; returns the names as a tuple (or None)."""
+  if num_labels <= 0:
+    raise ValueError(f"num_labels must be positive, got {num_labels}")
+  if id2label is None:
+    return None
+  id2label = tuple(id2label)
+  if len(id2label) != num_labels:
+    raise ValueError(f"id2label has {len(id2label)} names for num_labels={num_labels}")
+  return id2label
+
+
 def require_keys(hf: dict[str, Any], keys: tuple[str, ...]) -> None:
   for key in keys:
     if key not in hf:
@@ -59,7 +80,8 @@ def require_keys(hf: dict[str, Any], keys: tuple[str, ...]) -> None:
 @dataclasses.dataclass(frozen=True)
 class BertClassifierConfig:
   """Shape and numerics of a BERT classifier. `dtype` is the compute dtype, `param_dtype` the storage dtype;
-  LayerNorm statistics, attention softmax and the logits are float32."""
+  LayerNorm statistics, attention softmax and the logits are float32. `pad_token_id` is not used by the forward
+  (the attention mask is); it is carried so that an export keeps it."""
 
   vocab_size: int
   hidden_size: int
@@ -72,12 +94,14 @@ class BertClassifierConfig:
   layer_norm_eps: float = 1e-12
   hidden_act: str = "gelu"
   id2label: tuple[str, ...] | None = None
+  pad_token_id: int | None = 0
   param_dtype: Any = jnp.float32
   dtype: Any = jnp.float32
   model_type: str = "bert"
 
   def __post_init__(self):
     check_activation("hidden_act", self.hidden_act)
+    object.__setattr__(self, "id2label", check_labels(self.num_labels, self.id2label))
     if self.hidden_size % self.num_heads:
       raise ValueError(f"hidden_size={self.hidden_size} is not a multiple of num_attention_heads={self.num_heads}")
     object.__setattr__(self, "param_dtype", dtype_from_name(self.param_dtype))
@@ -107,7 +131,23 @@ class BertClassifierConfig:
                num_heads=hf["num_attention_heads"], intermediate_size=hf["intermediate_size"],
                num_labels=num_labels, max_position_embeddings=hf.get("max_position_embeddings", 512),
                type_vocab_size=hf.get("type_vocab_size", 2), layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
-               hidden_act=hf.get("hidden_act", "gelu"), id2label=id2label, **overrides)
+               hidden_act=hf.get("hidden_act", "gelu"), id2label=id2label,
+               pad_token_id=hf.get("pad_token_id", 0), **overrides)
+
+  def to_hf(self) -> dict[str, Any]:
+    """The `config.json` dict that transformers' `AutoModelForSequenceClassification` reads as this model (the
+    inverse of `from_hf`)."""
+    dtype = jnp.dtype(self.param_dtype).name
+    return {
+        "architectures": ["BertForSequenceClassification"], "model_type": "bert", "vocab_size": self.vocab_size,
+        "hidden_size": self.hidden_size, "num_hidden_layers": self.num_layers,
+        "num_attention_heads": self.num_heads, "intermediate_size": self.intermediate_size,
+        "max_position_embeddings": self.max_position_embeddings, "type_vocab_size": self.type_vocab_size,
+        "layer_norm_eps": self.layer_norm_eps, "hidden_act": self.hidden_act,
+        "position_embedding_type": "absolute", "is_decoder": False, "add_cross_attention": False,
+        "pad_token_id": self.pad_token_id, "dtype": dtype, "torch_dtype": dtype,
+        **labels_to_hf(self.num_labels, self.id2label),
+    }
 
 
 # ---------------------------------------------------------------- shared encoder pieces
@@ -274,7 +314,11 @@ class BertForSequenceClassification(nnx.Module):
   """`model(input_ids, attention_mask, token_type_ids) -> float32 logits [B, num_labels]`.
 
   Positions are slot indices `0..T-1` (as in transformers), so pad on the right; padding keys are masked.
+  A fresh `BertForSequenceClassification(config, rngs=nnx.Rngs(seed))` is randomly initialised: embeddings
+  `N(0, 0.02)`, dense kernels `N(0, 1/fan_in)`, biases zeros, LayerNorm weight ones / bias zeros.
   """
+
+  uses_token_type_ids: bool = True
 
   def __init__(self, config: BertClassifierConfig, *, rngs: nnx.Rngs | None = None):
     c = config

@@ -17,13 +17,17 @@ import jax.numpy as jnp
 from flax import nnx
 
 from darling_jax.classifiers.bert import (ACTIVATIONS, Embedding, LayerNorm, bidirectional_attention,
-                                          check_activation, check_input, num_labels_from_hf, require_keys)
+                                          check_activation, check_input, check_labels, labels_to_hf,
+                                          num_labels_from_hf, require_keys)
 from darling_jax.models.config import RopeConfig, dtype_from_name
 from darling_jax.models.layers import Linear, apply_rope, rope_inv_freq
 
 LAYER_TYPES = ("full_attention", "sliding_attention")
 POOLINGS = ("cls", "mean")
 IGNORED_SUFFIXES = ("inv_freq",)  # RoPE buffers, derived from the config
+# Special-token ids of config.json: unused by the forward, carried so that an export keeps them (transformers'
+# defaults, e.g. pad_token_id=50283, would not fit a small vocabulary).
+TOKEN_ID_KEYS = ("pad_token_id", "bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +36,8 @@ class ModernBertClassifierConfig:
 
   `layer_types[i]` is "full_attention" (RoPE theta `global_rope_theta`) or "sliding_attention" (window
   `local_attention`, theta `local_rope_theta`). `dtype` is the compute dtype, `param_dtype` the storage dtype;
-  LayerNorm statistics, attention softmax and the logits are float32.
+  LayerNorm statistics, attention softmax and the logits are float32. The special-token ids (`TOKEN_ID_KEYS`)
+  are carried for export only; the forward does not use them.
   """
 
   vocab_size: int
@@ -55,6 +60,11 @@ class ModernBertClassifierConfig:
   classifier_activation: str = "gelu"
   classifier_pooling: str = "cls"
   id2label: tuple[str, ...] | None = None
+  pad_token_id: int | None = None
+  bos_token_id: int | None = None
+  eos_token_id: int | None = None
+  cls_token_id: int | None = None
+  sep_token_id: int | None = None
   param_dtype: Any = jnp.float32
   dtype: Any = jnp.float32
   model_type: str = "modernbert"
@@ -62,6 +72,7 @@ class ModernBertClassifierConfig:
   def __post_init__(self):
     check_activation("hidden_activation", self.hidden_activation)
     check_activation("classifier_activation", self.classifier_activation)
+    object.__setattr__(self, "id2label", check_labels(self.num_labels, self.id2label))
     if self.classifier_pooling not in POOLINGS:
       raise ValueError(f"config.json key 'classifier_pooling'={self.classifier_pooling!r} is not supported; "
                        f"expected one of {POOLINGS}")
@@ -121,7 +132,28 @@ class ModernBertClassifierConfig:
         mlp_bias=bool(hf.get("mlp_bias", False)), classifier_bias=bool(hf.get("classifier_bias", False)),
         hidden_activation=hf.get("hidden_activation", "gelu"),
         classifier_activation=hf.get("classifier_activation", "gelu"),
-        classifier_pooling=hf.get("classifier_pooling", "cls"), id2label=id2label, **overrides)
+        classifier_pooling=hf.get("classifier_pooling", "cls"), id2label=id2label,
+        **{key: hf.get(key) for key in TOKEN_ID_KEYS}, **overrides)
+
+  def to_hf(self) -> dict[str, Any]:
+    """The `config.json` dict (transformers-5 keys) that `AutoModelForSequenceClassification` reads as this
+    model (the inverse of `from_hf`)."""
+    dtype = jnp.dtype(self.param_dtype).name
+    return {
+        "architectures": ["ModernBertForSequenceClassification"], "model_type": "modernbert",
+        "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+        "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
+        "num_attention_heads": self.num_heads, "layer_types": list(self.layer_types),
+        "rope_parameters": {"full_attention": {"rope_type": "default", "rope_theta": self.global_rope_theta},
+                            "sliding_attention": {"rope_type": "default", "rope_theta": self.local_rope_theta}},
+        "max_position_embeddings": self.max_position_embeddings, "local_attention": self.local_attention,
+        "norm_eps": self.norm_eps, "norm_bias": self.norm_bias, "attention_bias": self.attention_bias,
+        "mlp_bias": self.mlp_bias, "classifier_bias": self.classifier_bias,
+        "hidden_activation": self.hidden_activation, "classifier_activation": self.classifier_activation,
+        "classifier_pooling": self.classifier_pooling, "dtype": dtype, "torch_dtype": dtype,
+        **{key: getattr(self, key) for key in TOKEN_ID_KEYS},
+        **labels_to_hf(self.num_labels, self.id2label),
+    }
 
 
 def _kw(c: ModernBertClassifierConfig, rngs) -> dict:
@@ -231,6 +263,8 @@ class ModernBertForSequenceClassification(nnx.Module):
 
   Pools the final hidden states by `classifier_pooling`: "cls" takes slot 0, "mean" averages real tokens.
   """
+
+  uses_token_type_ids: bool = False
 
   def __init__(self, config: ModernBertClassifierConfig, *, rngs: nnx.Rngs | None = None):
     c = config

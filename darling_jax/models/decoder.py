@@ -50,13 +50,27 @@ class DecoderLM(nnx.Module):
 
   def __call__(self, input_ids: jax.Array, attention_mask: jax.Array | None = None) -> jax.Array:
     """input_ids, attention_mask: int32 `[B, T]` -> float32 logits `[B, T, V]` (uncached forward)."""
+    return self.logits(self.hidden_states(input_ids, attention_mask))
+
+  def hidden_states(self, input_ids: jax.Array, attention_mask: jax.Array | None = None,
+                    positions: jax.Array | None = None) -> jax.Array:
+    """The trunk without the LM head: embeddings, layers and final norm (uncached, causal).
+
+    Args:
+      input_ids, attention_mask: int32 `[B, T]` (mask default ones; padding keys are masked).
+      positions: int32 `[B, T]` RoPE positions (default: real tokens counted, `cumsum(mask) - 1`).
+
+    Returns:
+      Final-norm hidden states `[B, T, E]` in the compute dtype.
+    """
     if attention_mask is None:
       attention_mask = jnp.ones_like(input_ids)
     attention_mask = attention_mask.astype(jnp.int32)
-    positions = jnp.maximum(jnp.cumsum(attention_mask, axis=1) - 1, 0)
+    if positions is None:
+      positions = jnp.maximum(jnp.cumsum(attention_mask, axis=1) - 1, 0)
     t = input_ids.shape[1]
     hidden, _ = self._run_layers(input_ids, positions, attention_mask, jnp.arange(t), None, None)
-    return self.logits(hidden)
+    return hidden
 
   def forward_with_cache(self, input_ids: jax.Array, cache: KVCache,
                          attention_mask: jax.Array | None = None) -> tuple[jax.Array, KVCache]:

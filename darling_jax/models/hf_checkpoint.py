@@ -2,7 +2,8 @@
 
 Our parameter paths mirror transformers' module names (`layers.3.self_attn.q_proj.kernel` is
 `model.layers.3.self_attn.q_proj.weight`, transposed), so the mapping is one rule (`module_tensor_name`), not
-a table. `fill_from_source` fills any such module (decoder, classifiers) from a tensor source.
+a table. `fill_from_source` fills any such module (decoder, classifiers) from a tensor source, and
+`write_hf_directory` exports one (atomically, gathering sharded parameters).
 """
 
 from __future__ import annotations
@@ -119,10 +120,24 @@ def save_pretrained(model: DecoderLM, path: str, *, tokenizer=None) -> None:
   leaves a half-written checkpoint. Sharded (multi-device/multi-host) parameters are gathered per tensor.
   """
   config: DecoderConfig = model.config
-  hf_config = config.to_hf()
+  write_hf_directory(model, path, config.to_hf(), hf_tensor_name, tokenizer=tokenizer)
+
+
+def write_hf_directory(model: nnx.Module, path: str | os.PathLike, hf_config: dict,
+                       tensor_name: Callable[[tuple], tuple[str, bool]], *, tokenizer=None) -> None:
+  """Writes `hf_config` as `config.json` and every `nnx.Param` of `model` into `model.safetensors`, named and
+  laid out by `tensor_name(path)` (+ `tokenizer.save_pretrained` files when given).
+
+  Atomic: the directory is written to a temporary sibling and renamed into place (replacing `path`), so an
+  interrupted export never leaves a half-written checkpoint. Sharded (multi-device/multi-host) parameters are
+  gathered per tensor on every process; only process 0 writes.
+  """
+  path = os.fspath(path)
   tensors = {}
   for param_path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-    name, transposed = hf_tensor_name(param_path)
+    name, transposed = tensor_name(param_path)
+    if name in tensors:
+      raise ValueError(f"two parameters map to the tensor name {name!r} (second: {param_path})")
     value = variable.get_value()
     host = np.asarray(value if value.is_fully_addressable else multihost_utils.process_allgather(value))
     tensors[name] = np.ascontiguousarray(host.T if transposed else host)
