@@ -18,7 +18,6 @@ delegates here for any config.json whose `architectures` has a `*ForSequenceClas
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax.numpy as jnp
@@ -29,7 +28,7 @@ from darling_jax.classifiers import bert, decoder_classifier, modernbert
 from darling_jax.classifiers.bert import BertClassifierConfig, BertForSequenceClassification
 from darling_jax.classifiers.decoder_classifier import DecoderClassifierConfig, DecoderForSequenceClassification
 from darling_jax.classifiers.modernbert import ModernBertClassifierConfig, ModernBertForSequenceClassification
-from darling_jax.models.hf_checkpoint import fill_from_source, module_tensor_name, write_hf_directory
+from darling_jax.models.hf_checkpoint import fill_from_source, module_tensor_name, read_hf_config, write_hf_directory
 from darling_jax.models.tensor_sources import SafetensorsSource
 
 __all__ = [
@@ -68,12 +67,7 @@ def load_classifier(path: str | os.PathLike, *, dtype=jnp.float32, param_dtype=N
   """
   path = os.fspath(path)
   config_path = os.path.join(path, "config.json")
-  if not os.path.isdir(path):
-    raise FileNotFoundError(f"classifier directory {path!r} does not exist")
-  if not os.path.isfile(config_path):
-    raise FileNotFoundError(f"{path!r} has no config.json")
-  with open(config_path) as f:
-    hf_config = json.load(f)
+  hf_config = read_hf_config(path, "classifier")
   model_type = hf_config.get("model_type")
   if model_type not in _ARCHITECTURES:
     raise ValueError(f"{config_path}: model_type {model_type!r} is not supported for classifiers; expected one "

@@ -30,6 +30,17 @@ from darling_jax.sharding import state_shardings
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
+
+def read_hf_config(path: str, what: str) -> dict:
+  """The `config.json` dict of HF directory `path`; `what` names the directory in errors ("classifier")."""
+  config_path = os.path.join(path, "config.json")
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"{what} directory {path!r} does not exist")
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(f"{path!r} has no config.json")
+  with open(config_path) as f:
+    return json.load(f)
+
 def module_tensor_name(path: tuple) -> tuple[str, bool]:
   """The one rule: NNX state path `a.0.b.kernel` -> (`a.0.b.weight`, True: HF stores it `[out, in]`); any other
   leaf (`bias`, an embedding's `weight`, …) keeps its name and layout."""
