@@ -27,6 +27,8 @@ setup(
         "numpy>=1.26",
         "absl-py",
         "tqdm",
+        "tensorboardX",  # TensorBoard event files of the trainer (no TensorFlow)
+        "matplotlib",  # the trainer's PNG plots
     ],
     extras_require={
         # torch is pinned: a plain `torch` resolves to a multi-GB CUDA build on this machine.

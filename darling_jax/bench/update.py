@@ -1,0 +1,213 @@
+"""GRPO update throughput: tokens/s, achieved GFLOP/s vs the same-run matmul roofline, and peak memory.
+
+  python -m darling_jax.bench.update [--shapes smollm2,tiny] [--repeats 3] [--remat off,on] [--microbatch_size M]
+                                    [--rows smollm2=2,tiny=16]   # smaller batches on a slow / shared CPU
+
+For each shape (the `darling_jax.bench.sampling` model shapes, randomly initialised: no downloads) and each
+`remat` setting, one `grpo_update` call (num_minibatches=1, AdamW, token-mean loss, no KL / reference model) on a
+synthetic `RolloutBatch` is compiled, run once more as a warm-up, then timed `--repeats` times (the state is
+donated, so it is threaded from call to call; each call blocks on its outputs; the best time is reported):
+
+  smollm2: SmolLM2-135M shape, 8 rows × (64 prompt + 192 response) tokens
+  tiny:    ~4M params,         64 rows × (32 prompt +  96 response) tokens
+
+Masks are all ones (every slot is a real token): the update's compute is dense, so masking would not change it.
+
+Training FLOPs (model FLOPs: matmuls only, rematerialised forwards not counted), for R rows of T = P + N tokens:
+
+  FLOPs = 6 · P_trunk · R·T  +  6 · V·E · R·N  +  12 · L · H · d_head · R · T²
+
+  P_trunk = L · (E · d_head · (2H + 2H_kv) + 3 · E · I)   the layers' matmul weights (norms and biases omitted)
+
+Each weight costs 2 FLOPs per token in the forward (2·P·T) and 4 in the backward (input and weight gradients,
+4·P·T): 6·P·T in all. The LM head (V·E, tied to the embedding table) is applied to the N response positions
+only (`response_logprobs` never forms the prompt's logits); the embedding lookup is a gather, not a matmul.
+Attention's score and value matmuls cost 4 · H · d_head · T per query token and layer in the forward (the
+implementation computes the full masked T×T scores), ×3 with the backward. With remat the hardware recomputes
+each layer's forward in the backward (+2·P_trunk·R·T + 4·L·H·d_head·R·T²); that is reported as `hw_gflops` in
+the JSON lines, while the table's GFLOP/s and % roofline use the model FLOPs above.
+
+The roofline is a jitted f32 1024³ matmul (`sampling.matmul_roofline_gflops`), measured right before each
+configuration so both see the same machine load. Peak memory is the compiled executable's `memory_analysis()`
+(arguments + outputs − donated aliases + temporaries: XLA's static peak) and, as a cross-check, the process RSS
+high-water mark (`resource.getrusage`) during the timed calls, reset per phase through `/proc/self/clear_refs`
+on Linux. Prints a markdown table, then one JSON line per row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import math
+import resource
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from flax import nnx
+
+from darling_jax.bench.sampling import _REPEATS, _SHAPES, SHAPES, matmul_roofline_gflops
+from darling_jax.grpo.update import RolloutBatch, UpdateConfig, grpo_update, init_train_state, make_optimizer
+from darling_jax.models import DecoderConfig, init_model
+
+# --shapes and --repeats are the flags of darling_jax.bench.sampling (absl flags are process-global).
+_REMAT = flags.DEFINE_list("remat", ["off", "on"], "Remat settings to run (off, on).")
+_MICROBATCH = flags.DEFINE_integer("microbatch_size", None, "Rows per gradient microbatch (default: the whole batch).")
+_ROWS = flags.DEFINE_list("rows", [], "Per-shape row overrides, e.g. smollm2=2,tiny=16 (default: UPDATE_BATCHES).")
+
+MIB = 2**20
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateBatch:
+  rows: int
+  prompt_len: int
+  response_len: int
+
+
+# Update batches of the sampling benchmark's model shapes (rows = B*G samples of one rollout batch).
+UPDATE_BATCHES = {"smollm2": UpdateBatch(rows=8, prompt_len=64, response_len=192),
+                  "tiny": UpdateBatch(rows=64, prompt_len=32, response_len=96)}
+
+
+def decoder_config(name: str, remat: bool) -> DecoderConfig:
+  """The `bench.sampling` shape `name` as an f32 Llama `DecoderConfig`."""
+  return DecoderConfig.from_hf(dict(SHAPES[name].hf_config, model_type="llama"), remat=remat)
+
+
+def update_flops(c: DecoderConfig, rows: int, prompt_len: int, response_len: int) -> tuple[float, float]:
+  """`(model FLOPs, recomputed-forward FLOPs under remat)` of one update on `rows` × (prompt + response)."""
+  t = prompt_len + response_len
+  trunk = c.num_layers * (c.hidden_size * c.head_dim * (2 * c.num_heads + 2 * c.num_kv_heads)
+                          + 3 * c.hidden_size * c.intermediate_size)
+  attention_fwd = 4 * c.num_layers * c.num_heads * c.head_dim * rows * t * t
+  model = 6 * trunk * rows * t + 6 * c.vocab_size * c.hidden_size * rows * response_len + 3 * attention_fwd
+  return float(model), float(2 * trunk * rows * t + attention_fwd)
+
+
+def synthetic_batch(vocab: int, batch: UpdateBatch, seed: int = 0) -> RolloutBatch:
+  """A `RolloutBatch` of random tokens, all-ones masks, N(0, 1) advantages and old log-probs near -log V."""
+  rng = np.random.default_rng(seed)
+  r, t, n = batch.rows, batch.prompt_len + batch.response_len, batch.response_len
+  return RolloutBatch(
+      input_ids=jnp.asarray(rng.integers(1, vocab, (r, t)), jnp.int32),
+      attention_mask=jnp.ones((r, t), jnp.int32),
+      response_mask=jnp.ones((r, n), jnp.int32),
+      old_logp=jnp.asarray(-math.log(vocab) + 0.1 * rng.standard_normal((r, n)), jnp.float32),
+      advantages=jnp.asarray(rng.standard_normal(r), jnp.float32),
+  )
+
+
+def _reset_peak_rss() -> bool:
+  """Resets the process RSS high-water mark (Linux >= 4.0); False where unsupported."""
+  try:
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")
+    return True
+  except OSError:
+    return False
+
+
+def _peak_rss_mib() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def run_config(name: str, remat: bool, repeats: int, microbatch_size: int | None, rows: int | None) -> dict:
+  batch_shape = UPDATE_BATCHES[name]
+  if rows is not None:
+    batch_shape = dataclasses.replace(batch_shape, rows=rows)
+  config = decoder_config(name, remat)
+  update_config = UpdateConfig(num_minibatches=1, microbatch_size=microbatch_size)
+  _, microbatches = update_config.minibatch_layout(batch_shape.rows)
+  gc.collect()
+  roofline = matmul_roofline_gflops(repeats)
+  rss_resettable = _reset_peak_rss()
+
+  model = init_model(config, seed=0)
+  graphdef = nnx.graphdef(model)
+  state = init_train_state(model, make_optimizer(update_config), jax.random.key(0))
+  del model  # its buffers are the state's, donated by the first call
+  batch = synthetic_batch(config.vocab_size, batch_shape)
+
+  start = time.perf_counter()
+  compiled = grpo_update.lower(graphdef, state, batch, config=update_config).compile()
+  compile_s = time.perf_counter() - start
+  stats = compiled.memory_analysis()
+  compile_rss = _peak_rss_mib()
+
+  state, metrics = jax.block_until_ready(compiled(state, batch))  # warm-up
+  _reset_peak_rss()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    state, metrics = jax.block_until_ready(compiled(state, batch))
+    times.append(time.perf_counter() - start)
+  run_rss = _peak_rss_mib()
+  loss = float(metrics["loss"])
+  del state, metrics, compiled
+
+  best = min(times)
+  model_flops, recompute_flops = update_flops(config, batch_shape.rows, batch_shape.prompt_len,
+                                              batch_shape.response_len)
+  hw_flops = model_flops + (recompute_flops if remat else 0.0)
+  response_tokens = batch_shape.rows * batch_shape.response_len
+  total_tokens = batch_shape.rows * (batch_shape.prompt_len + batch_shape.response_len)
+  result = dict(
+      shape=name, params_m=round(config.num_params / 1e6, 1), remat=remat, rows=batch_shape.rows,
+      prompt_len=batch_shape.prompt_len, response_len=batch_shape.response_len, microbatches=microbatches,
+      compile_s=round(compile_s, 2), step_s_best=round(best, 4), step_s_median=round(float(np.median(times)), 4),
+      response_tok_s=round(response_tokens / best, 1), total_tok_s=round(total_tokens / best, 1),
+      model_gflop=round(model_flops / 1e9, 2), gflops=round(model_flops / best / 1e9, 2),
+      hw_gflops=round(hw_flops / best / 1e9, 2), roofline_gflops=round(roofline, 2),
+      roofline_pct=round(100 * model_flops / best / 1e9 / roofline, 1), loss=round(loss, 5))
+  if stats is not None:
+    arg, out = stats.argument_size_in_bytes, stats.output_size_in_bytes
+    alias, temp = stats.alias_size_in_bytes, stats.temp_size_in_bytes
+    result.update(mem_argument_mib=round(arg / MIB, 1), mem_output_mib=round(out / MIB, 1),
+                  mem_alias_mib=round(alias / MIB, 1), mem_temp_mib=round(temp / MIB, 1),
+                  mem_peak_mib=round((arg + out - alias + temp) / MIB, 1),
+                  mem_arg_out_temp_mib=round((arg + out + temp) / MIB, 1))
+  result.update(rss_peak_run_mib=round(run_rss, 1), rss_peak_compile_mib=round(compile_rss, 1),
+                rss_resettable=rss_resettable)
+  return result
+
+
+def _table_row(r: dict) -> str:
+  mem = (f"{r['mem_peak_mib']:.0f} ({r['mem_temp_mib']:.0f})" if "mem_peak_mib" in r else "n/a")
+  return (f"| {r['shape']} | {r['params_m']}M | {'on' if r['remat'] else 'off'} | "
+          f"{r['rows']}×({r['prompt_len']}+{r['response_len']}) | {r['microbatches']} | {r['compile_s']:.1f} | "
+          f"{r['step_s_best']:.3f} | {r['response_tok_s']:.0f} | {r['total_tok_s']:.0f} | {r['gflops']:.1f} | "
+          f"{r['roofline_gflops']:.1f} | {r['roofline_pct']:.0f}% | {mem} | {r['rss_peak_run_mib']:.0f} |")
+
+
+def main(argv):
+  del argv
+  for name in _SHAPES.value:
+    if name not in UPDATE_BATCHES:
+      raise app.UsageError(f"--shapes: unknown shape {name!r}; known: {sorted(UPDATE_BATCHES)}")
+  for remat in _REMAT.value:
+    if remat not in ("off", "on"):
+      raise app.UsageError(f"--remat: expected 'off' and/or 'on', got {remat!r}")
+  try:
+    rows = {name: int(count) for name, count in (item.split("=") for item in _ROWS.value)}
+  except ValueError as e:
+    raise app.UsageError(f"--rows: expected shape=rows items, got {_ROWS.value}") from e
+  print(f"devices: {jax.devices()}; repeats: {_REPEATS.value} (best reported); roofline: jitted f32 1024^3 matmul "
+        "measured before each row", flush=True)
+  header = ("shape", "params", "remat", "batch", "microbatches", "compile s", "step s", "response tok/s",
+            "total tok/s", "GFLOP/s", "roofline GFLOP/s", "% roofline", "XLA peak MiB (temp)", "RSS peak MiB")
+  results = []
+  for name in _SHAPES.value:
+    for remat in _REMAT.value:
+      results.append(run_config(name, remat == "on", _REPEATS.value, _MICROBATCH.value, rows.get(name)))
+      print(json.dumps(results[-1]), flush=True)
+  print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+  for r in results:
+    print(_table_row(r))
+
+
+if __name__ == "__main__":
+  app.run(main)

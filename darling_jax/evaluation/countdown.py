@@ -1,0 +1,80 @@
+"""End-of-run Countdown evaluation: pass@k, distinct correct strategies vs the oracle, classifier accuracy.
+
+    metrics = evaluate_countdown(sample_texts, batches, num_samples=8, equivalence=classifier)
+
+`sample_texts(batch) -> B lists of n texts` draws the policy's responses (e.g. `TrainStep.sample` + decode);
+`batches` are loader batches of the test split (`prompt`, `numbers`, `target`, `num_strategies`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from darling_jax.evaluation.pass_at_k import pass_at_k
+from darling_jax.tasks.countdown import strategy_id
+from darling_jax.tasks.countdown_task import first_member_classes, response_key
+
+
+def report_ks(num_samples: int) -> list[int]:
+  """1, 2, 4, ... up to and including `num_samples`."""
+  ks = [1 << i for i in range(num_samples.bit_length()) if 1 << i < num_samples]
+  return ks + [num_samples]
+
+
+def pair_agreement(equivalent: np.ndarray, class_ids: np.ndarray) -> dict[str, float]:
+  """How a predicted equivalence `bool[B, G, G]` agrees with ground-truth classes `int[B, G]`, over the
+  unordered pairs i < j of every group: accuracy, and precision / recall of "equivalent"."""
+  equivalent = np.asarray(equivalent, bool)
+  truth = class_ids[:, :, None] == class_ids[:, None, :]
+  upper = np.triu(np.ones(truth.shape[1:], bool), k=1)[None]
+  predicted, actual = equivalent[np.broadcast_to(upper, truth.shape)], truth[np.broadcast_to(upper, truth.shape)]
+  true_positive = np.sum(predicted & actual)
+  return {"accuracy": float(np.mean(predicted == actual)),
+          "precision": float(true_positive / max(1, predicted.sum())),
+          "recall": float(true_positive / max(1, actual.sum())),
+          "equivalent_share": float(actual.mean()), "pairs": int(actual.size)}
+
+
+def evaluate_countdown(sample_texts: Callable[[dict[str, Any]], Sequence[Sequence[str]]],
+                       batches: Iterable[dict[str, Any]], *, num_samples: int, equivalence=None
+                       ) -> dict[str, float]:
+  """Samples `num_samples` responses per test problem and scores them.
+
+  Returns a flat dict: `pass@k` (unbiased estimator, mean over problems) for k in `report_ks(num_samples)`;
+  `distinct_correct@k` (distinct correct strategies among the first k samples, mean) and `oracle_strategies`
+  (the problems' number of correct strategies, mean); `problems`; and, with `equivalence` (an
+  `EquivalenceClassifier`), `classifier/accuracy|precision|recall` against the oracle on these rollouts' pairs.
+  """
+  ks = report_ks(num_samples)
+  correct_counts, distinct, oracle_counts, texts_all, classes_all = [], {k: [] for k in ks}, [], [], []
+  for batch in batches:
+    texts = [list(group) for group in sample_texts(batch)]
+    for group, numbers, target, strategies in zip(texts, batch["numbers"], batch["target"],
+                                                  batch["num_strategies"]):
+      numbers, target = [int(x) for x in numbers], int(target)
+      if len(group) != num_samples:
+        raise ValueError(f"sample_texts returned {len(group)} responses per problem, expected {num_samples}")
+      found = [strategy_id(text, numbers, target) for text in group]
+      correct_counts.append(sum(s is not None for s in found))
+      for k in ks:
+        distinct[k].append(len({s for s in found[:k] if s is not None}))
+      oracle_counts.append(int(strategies))
+      texts_all.append(group)
+      classes_all.append(first_member_classes([response_key(text, numbers, target) for text in group]))
+  if not correct_counts:
+    raise ValueError("evaluate_countdown got no problems")
+  correct = np.asarray(correct_counts)
+  metrics: dict[str, float] = {"problems": float(len(correct))}
+  for k in ks:
+    metrics[f"pass@{k}"] = float(np.mean(pass_at_k(num_samples, correct, k)))
+  for k in ks:
+    metrics[f"distinct_correct@{k}"] = float(np.mean(distinct[k]))
+  metrics["oracle_strategies"] = float(np.mean(oracle_counts))
+  if equivalence is not None:
+    equivalent, _ = equivalence(texts_all)
+    for name, value in pair_agreement(equivalent, np.stack(classes_all)).items():
+      metrics[f"classifier/{name}"] = float(value)
+  return metrics

@@ -1,0 +1,145 @@
+"""The main job end to end: CLI override parsing, config errors, and a micro run through the real CLI that is
+SIGKILLed mid-run and resumed, ending with the same parameters and per-step metrics as an uninterrupted run.
+
+The micro run is the default config shrunk by CLI overrides (`MICRO`): every stage runs for real (dataset
+builder, supervised warm start, classifier training, RL with the classifier kernel, evaluation, plots).
+"""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from absl import flags
+from ml_collections import config_flags
+from safetensors.numpy import load_file
+
+from darling_jax import train
+from darling_jax.config_files import load_config
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT = REPO / "configs" / "default.py"
+MICRO = [
+    "--config.data.num_train=40", "--config.data.num_test=8",
+    "--config.policy.hidden_size=32", "--config.policy.intermediate_size=64", "--config.policy.num_layers=1",
+    "--config.policy.num_heads=2", "--config.policy.num_kv_heads=2", "--config.policy.head_dim=16",
+    "--config.sft.steps=20", "--config.sft.batch_size=16", "--config.sft.warmup=2",
+    "--config.classifier.num_pairs=64", "--config.classifier.num_eval_pairs=32", "--config.classifier.epochs=1",
+    "--config.rl.steps=6", "--config.rl.prompts_per_step=2", "--config.rl.group_size=4",
+    "--config.rl.max_new_tokens=12", "--config.grpo.learning_rate=1e-3", "--config.grpo.num_minibatches=2",
+    "--config.checkpoint.every=1", "--config.checkpoint.keep=2",
+    # Evaluation at the training shapes (2 prompts x 4 samples): no new compilation.
+    "--config.eval.num_problems=4", "--config.eval.num_samples=4", "--config.eval.prompts_per_batch=2",
+    "--config.eval.base_policy=False",
+    "--config.log.progress_bar=False",
+]
+
+
+def _parse(argv):
+  values = flags.FlagValues()
+  argv = ["train", *argv]
+  holder = config_flags.DEFINE_config_file("config", None, "run config", flag_values=values, lock_config=True,
+                                           sys_argv=argv)
+  values(argv)
+  return holder.value
+
+
+def test_cli_overrides_and_unknown_keys():
+  config = _parse(["--config", str(DEFAULT), "--config.rl.group_size=16", "--config.grpo.learning_rate=3e-5",
+                   "--config.rl.diversity_source=oracle"])
+  assert (config.rl.group_size, config.grpo.learning_rate, config.rl.diversity_source) == (16, 3e-5, "oracle")
+  with pytest.raises(Exception, match="no_such_key"):
+    _parse(["--config", str(DEFAULT), "--config.rl.no_such_key=1"])
+
+
+def test_config_errors_name_the_key(tmp_path):
+  config = load_config(DEFAULT)
+  config.grpo.unknown_option = 1
+  with pytest.raises(ValueError, match="grpo.unknown_option"):
+    train.section(config, "grpo", train.UpdateConfig)
+  config = load_config(DEFAULT)
+  config.rl.group_size = 1
+  with pytest.raises(ValueError, match="rl.group_size"):
+    train.section(config, "rl", train.StepConfig, prompts_per_step=None, steps=None)
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  with pytest.raises(PermissionError, match="a_file"):
+    train.check_workdir(blocker / "run")
+
+
+def _launch(workdir, *extra):
+  env = dict(os.environ, PYTHONUNBUFFERED="1")
+  return subprocess.Popen([sys.executable, "-m", "darling_jax.train", "--config", str(DEFAULT),
+                           "--workdir", str(workdir), *MICRO, *extra], cwd=REPO, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(process, timeout=600):
+  output, _ = process.communicate(timeout=timeout)
+  assert process.returncode == 0, output[-4000:]
+  return output
+
+
+def _metrics(workdir):
+  rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+  return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in rows]
+
+
+def test_train_and_evaluate_micro_run_then_resume(tmp_path):
+  """Every stage for real (warm start, classifier, RL with the classifier kernel, evaluation), in process; a
+  second call with more steps reuses the cached stages and continues from the checkpoint."""
+  config = _parse(["--config", str(DEFAULT), *MICRO, "--config.rl.steps=2", "--config.sft.steps=4"])
+  summary = train.train_and_evaluate(config, tmp_path)
+  assert summary["steps"] == 2 and len(_metrics(tmp_path)) == 2
+  final = summary["eval_final_policy"]
+  assert final["problems"] == 4 and 0 <= final["pass@1"] <= final["pass@4"] <= 1
+  assert 0 <= final["classifier/accuracy"] <= 1 and final["classifier/pairs"] == 4 * 6
+  assert summary["stages"]["sft"]["steps"] == 4 and "accuracy" in summary["stages"]["classifier"]
+  assert (tmp_path / "training_curves.png").stat().st_size > 1000 and list((tmp_path / "tensorboard").iterdir())
+  assert {"diversity", "classes", "time/diversity_share"} <= set(json.loads(
+      (tmp_path / "metrics.jsonl").read_text().splitlines()[-1]))
+
+  config = _parse(["--config", str(DEFAULT), *MICRO, "--config.rl.steps=3", "--config.sft.steps=4"])
+  summary = train.train_and_evaluate(config, tmp_path)
+  assert [row["step"] for row in _metrics(tmp_path)] == [1, 2, 3]
+
+
+# The kill/resume runs skip the learned stages (oracle diversity, no warm start): what is checked is that the
+# RL loop resumes exactly (parameters, optimizer state, rollout keys, data order).
+NO_STAGES = ["--config.rl.diversity_source=oracle", "--config.eval.classifier_accuracy=False",
+             "--config.sft.steps=0"]
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+  whole = tmp_path / "whole"
+  output = _finish(_launch(whole, *NO_STAGES))
+  assert "eval: final policy" in output and "pass@4" in output, output[-3000:]
+
+  # The same run, SIGKILLed once step 3's metrics are written (during step 4 or later), then resumed.
+  interrupted = tmp_path / "interrupted"
+  process = _launch(interrupted, *NO_STAGES)
+  deadline = time.monotonic() + 600
+  metrics_file = interrupted / "metrics.jsonl"
+  while time.monotonic() < deadline and process.poll() is None:
+    if metrics_file.exists() and len(metrics_file.read_text().splitlines()) >= 3:
+      break
+    time.sleep(0.02)
+  assert process.poll() is None, "the run ended before it could be killed: " + process.communicate()[0][-3000:]
+  process.send_signal(signal.SIGKILL)
+  process.communicate()
+  steps_before_kill = len(metrics_file.read_text().splitlines())
+  assert 3 <= steps_before_kill < 6, steps_before_kill
+
+  output = _finish(_launch(interrupted, *NO_STAGES))
+  assert "resumed from" in output, output[-3000:]
+  assert _metrics(interrupted) == _metrics(whole)
+  final_whole = load_file(str(whole / "policy_final" / "model.safetensors"))
+  final_resumed = load_file(str(interrupted / "policy_final" / "model.safetensors"))
+  assert final_whole.keys() == final_resumed.keys()
+  for name in final_whole:
+    np.testing.assert_array_equal(final_resumed[name], final_whole[name], err_msg=name)
