@@ -28,7 +28,7 @@ MICRO = [
     "--config.data.num_train=40", "--config.data.num_test=8",
     "--config.policy.hidden_size=32", "--config.policy.intermediate_size=64", "--config.policy.num_layers=1",
     "--config.policy.num_heads=2", "--config.policy.num_kv_heads=2", "--config.policy.head_dim=16",
-    "--config.sft.steps=20", "--config.sft.batch_size=16", "--config.sft.warmup=2",
+    "--config.sft.steps=20", "--config.sft.batch_size=16", "--config.sft.warmup=1",
     "--config.classifier.num_pairs=64", "--config.classifier.num_eval_pairs=32", "--config.classifier.epochs=1",
     "--config.rl.steps=6", "--config.rl.prompts_per_step=2", "--config.rl.group_size=4",
     "--config.rl.max_new_tokens=12", "--config.grpo.learning_rate=1e-3", "--config.grpo.num_minibatches=2",
@@ -72,8 +72,11 @@ def test_config_errors_name_the_key(tmp_path):
     train.check_workdir(blocker / "run")
 
 
-def _launch(workdir, *extra):
+def _launch(workdir, *extra, compilation_cache=None):
   env = dict(os.environ, PYTHONUNBUFFERED="1")
+  if compilation_cache is not None:  # later runs load the first run's executables instead of compiling again
+    env.update(JAX_COMPILATION_CACHE_DIR=str(compilation_cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
   return subprocess.Popen([sys.executable, "-m", "darling_jax.train", "--config", str(DEFAULT),
                            "--workdir", str(workdir), *MICRO, *extra], cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -93,18 +96,18 @@ def _metrics(workdir):
 def test_train_and_evaluate_micro_run_then_resume(tmp_path):
   """Every stage for real (warm start, classifier, RL with the classifier kernel, evaluation), in process; a
   second call with more steps reuses the cached stages and continues from the checkpoint."""
-  config = _parse(["--config", str(DEFAULT), *MICRO, "--config.rl.steps=2", "--config.sft.steps=4"])
+  config = _parse(["--config", str(DEFAULT), *MICRO, "--config.rl.steps=2", "--config.sft.steps=2"])
   summary = train.train_and_evaluate(config, tmp_path)
   assert summary["steps"] == 2 and len(_metrics(tmp_path)) == 2
   final = summary["eval_final_policy"]
   assert final["problems"] == 4 and 0 <= final["pass@1"] <= final["pass@4"] <= 1
   assert 0 <= final["classifier/accuracy"] <= 1 and final["classifier/pairs"] == 4 * 6
-  assert summary["stages"]["sft"]["steps"] == 4 and "accuracy" in summary["stages"]["classifier"]
+  assert summary["stages"]["sft"]["steps"] == 2 and "accuracy" in summary["stages"]["classifier"]
   assert (tmp_path / "training_curves.png").stat().st_size > 1000 and list((tmp_path / "tensorboard").iterdir())
   assert {"diversity", "classes", "time/diversity_share"} <= set(json.loads(
       (tmp_path / "metrics.jsonl").read_text().splitlines()[-1]))
 
-  config = _parse(["--config", str(DEFAULT), *MICRO, "--config.rl.steps=3", "--config.sft.steps=4"])
+  config = _parse(["--config", str(DEFAULT), *MICRO, "--config.rl.steps=3", "--config.sft.steps=2"])
   summary = train.train_and_evaluate(config, tmp_path)
   assert [row["step"] for row in _metrics(tmp_path)] == [1, 2, 3]
 
@@ -116,13 +119,13 @@ NO_STAGES = ["--config.rl.diversity_source=oracle", "--config.eval.classifier_ac
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
-  whole = tmp_path / "whole"
-  output = _finish(_launch(whole, *NO_STAGES))
+  whole, cache = tmp_path / "whole", tmp_path / "jax_cache"
+  output = _finish(_launch(whole, *NO_STAGES, compilation_cache=cache))
   assert "eval: final policy" in output and "pass@4" in output, output[-3000:]
 
   # The same run, SIGKILLed once step 3's metrics are written (during step 4 or later), then resumed.
   interrupted = tmp_path / "interrupted"
-  process = _launch(interrupted, *NO_STAGES)
+  process = _launch(interrupted, *NO_STAGES, compilation_cache=cache)
   deadline = time.monotonic() + 600
   metrics_file = interrupted / "metrics.jsonl"
   while time.monotonic() < deadline and process.poll() is None:
@@ -135,7 +138,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
   steps_before_kill = len(metrics_file.read_text().splitlines())
   assert 3 <= steps_before_kill < 6, steps_before_kill
 
-  output = _finish(_launch(interrupted, *NO_STAGES))
+  output = _finish(_launch(interrupted, *NO_STAGES, compilation_cache=cache))
   assert "resumed from" in output, output[-3000:]
   assert _metrics(interrupted) == _metrics(whole)
   final_whole = load_file(str(whole / "policy_final" / "model.safetensors"))
