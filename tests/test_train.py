@@ -72,12 +72,13 @@ def test_config_errors_name_the_key(tmp_path):
     train.check_workdir(blocker / "run")
 
 
-def _launch(workdir, *extra, compilation_cache=None):
-  # As the test process (conftest.py): XLA's optimisation passes cost more than they save on these tiny programs.
-  env = dict(os.environ, PYTHONUNBUFFERED="1", JAX_DISABLE_MOST_OPTIMIZATIONS="1")
-  if compilation_cache is not None:  # later runs load the first run's executables instead of compiling again
-    env.update(JAX_COMPILATION_CACHE_DIR=str(compilation_cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+def _launch(workdir, compilation_cache, *extra):
+  """The CLI on the micro config. As in the test process (conftest.py), XLA's optimisation passes are off (they
+  cost more than they save on these tiny programs); runs sharing `compilation_cache` load each other's
+  executables instead of compiling again."""
+  env = dict(os.environ, PYTHONUNBUFFERED="1", JAX_DISABLE_MOST_OPTIMIZATIONS="1",
+             JAX_COMPILATION_CACHE_DIR=str(compilation_cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
   return subprocess.Popen([sys.executable, "-m", "darling_jax.train", "--config", str(DEFAULT),
                            "--workdir", str(workdir), *MICRO, *extra], cwd=REPO, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -121,13 +122,13 @@ NO_STAGES = ["--config.rl.diversity_source=oracle", "--config.eval.classifier_ac
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
   whole, cache = tmp_path / "whole", tmp_path / "jax_cache"
-  output = _finish(_launch(whole, *NO_STAGES, compilation_cache=cache))
+  output = _finish(_launch(whole, cache, *NO_STAGES))
   assert "eval: final policy" in output and "pass@4" in output, output[-3000:]
 
   # The same run, SIGKILLed once step 3's metrics are written (during step 4 or later), then resumed from the
   # step-2 (or step-4) checkpoint: the rows of steps after it are dropped and those steps rerun.
   interrupted = tmp_path / "interrupted"
-  process = _launch(interrupted, *NO_STAGES, compilation_cache=cache)
+  process = _launch(interrupted, cache, *NO_STAGES)
   deadline = time.monotonic() + 600
   metrics_file = interrupted / "metrics.jsonl"
   while time.monotonic() < deadline and process.poll() is None:
@@ -140,7 +141,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
   steps_before_kill = len(metrics_file.read_text().splitlines())
   assert 3 <= steps_before_kill < 6, steps_before_kill
 
-  output = _finish(_launch(interrupted, *NO_STAGES, compilation_cache=cache))
+  output = _finish(_launch(interrupted, cache, *NO_STAGES))
   assert "resumed from" in output, output[-3000:]
   assert _metrics(interrupted) == _metrics(whole)
   final_whole = load_file(str(whole / "policy_final" / "model.safetensors"))
