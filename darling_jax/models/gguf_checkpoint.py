@@ -10,11 +10,10 @@ import re
 from typing import Any
 
 import numpy as np
-from gguf import GGUFReader
 from gguf.quants import dequantize
 
 from darling_jax.models.config import DecoderConfig, RopeConfig
-from darling_jax.models.gguf_metadata import gguf_metadata
+from darling_jax.models.gguf_metadata import GGUFTensorInfo, gguf_header
 from darling_jax.models.tensor_sources import ArraySource
 
 _LAYER_TENSORS = {
@@ -85,17 +84,29 @@ def hf_name_for_gguf(name: str, path: str) -> str:
 
 def read_gguf(path: str) -> tuple[DecoderConfig, ArraySource]:
   """Config and float32 tensors (dequantized, RoPE-unpermuted, HF names and layout) of a GGUF file."""
-  reader = GGUFReader(path)
-  metadata = gguf_metadata(path)
-  config = gguf_config(metadata, {t.name for t in reader.tensors}, path)
+  header = gguf_header(path)
+  if header.byte_order != "<":
+    raise ValueError(f"{path}: big-endian GGUF tensor data is not supported")
+  config = gguf_config(header.metadata, {t.name for t in header.tensors}, path)
+  data = np.memmap(path, dtype=np.uint8, mode="r")
   arrays = {}
-  for tensor in reader.tensors:
+  for tensor in header.tensors:
     name = hf_name_for_gguf(tensor.name, path)
-    weight = np.asarray(dequantize(tensor.data, tensor.tensor_type), dtype=np.float32)
-    weight = weight.reshape(tuple(int(d) for d in reversed(tensor.shape)))
+    weight = _dequantized(data, tensor, path)
     if name.endswith("q_proj.weight"):
       weight = unpermute_rope(weight, config.num_heads)
     elif name.endswith("k_proj.weight"):
       weight = unpermute_rope(weight, config.num_kv_heads)
     arrays[name] = weight
   return config, ArraySource(arrays)
+
+
+def _dequantized(data: np.memmap, tensor: GGUFTensorInfo, path: str) -> np.ndarray:
+  """float32 `tensor.shape` values of one tensor, decoded by `gguf.quants.dequantize` from the file's bytes."""
+  raw = data[tensor.offset:tensor.offset + tensor.nbytes]
+  try:
+    values = dequantize(raw, tensor.ggml_type)
+  except NotImplementedError:
+    raise ValueError(f"{path}: tensor {tensor.name!r} is stored as {tensor.ggml_type.name}, which gguf cannot "
+                     "dequantize") from None
+  return np.array(values, dtype=np.float32).reshape(tensor.shape)  # a copy: nothing keeps the map open
