@@ -19,8 +19,9 @@ from absl import flags
 from ml_collections import config_flags
 from safetensors.numpy import load_file
 
-from darling_jax import train
+from darling_jax import train, train_stages
 from darling_jax.config_files import load_config
+from darling_jax.tasks.char_tokenizer import countdown_tokenizer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "configs" / "default.py"
@@ -95,9 +96,10 @@ def _metrics(workdir):
   return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in rows]
 
 
-def test_train_and_evaluate_micro_run_then_resume(tmp_path):
+def test_train_and_evaluate_micro_run_reuses_its_stages(tmp_path, capsys):
   """Every stage for real (warm start, classifier, RL with the classifier kernel, evaluation), in process; a
-  second call with more steps reuses the cached stages and continues from the checkpoint."""
+  later run finds the warm start and the classifier in the workdir and loads them instead of training again.
+  (Resuming the RL loop from a checkpoint is the kill/resume test below.)"""
   config = _parse(["--config", str(DEFAULT), *MICRO, "--config.rl.steps=2", "--config.sft.steps=2"])
   summary = train.train_and_evaluate(config, tmp_path)
   assert summary["steps"] == 2 and len(_metrics(tmp_path)) == 2
@@ -109,9 +111,16 @@ def test_train_and_evaluate_micro_run_then_resume(tmp_path):
   assert {"diversity", "classes", "time/diversity_share"} <= set(json.loads(
       (tmp_path / "metrics.jsonl").read_text().splitlines()[-1]))
 
-  config = _parse(["--config", str(DEFAULT), *MICRO, "--config.rl.steps=3", "--config.sft.steps=2"])
-  summary = train.train_and_evaluate(config, tmp_path)
-  assert [row["step"] for row in _metrics(tmp_path)] == [1, 2, 3]
+  capsys.readouterr()
+  tokenizer = countdown_tokenizer()
+  policy, info = train_stages.policy_stage(tmp_path / "policy_sft", tokenizer, [], config)
+  classifier, threshold, classifier_info = train_stages.countdown_classifier_stage(
+      tmp_path / "classifier", tokenizer, [], config)  # no problems: training would fail, loading does not
+  assert "reusing" in capsys.readouterr().out
+  assert info == {"sft": summary["stages"]["sft"]} and classifier_info == {"classifier": summary["stages"]["classifier"]}
+  assert threshold == config.classifier.threshold
+  saved = load_file(str(tmp_path / "policy_sft" / "model.safetensors"))
+  np.testing.assert_array_equal(np.asarray(policy.embed_tokens[...]), saved["model.embed_tokens.weight"])
 
 
 # The kill/resume runs skip the learned stages (oracle diversity, no warm start): what is checked is that the
