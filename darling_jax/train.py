@@ -46,7 +46,8 @@ from darling_jax.evaluation.countdown import evaluate_countdown
 from darling_jax.models import save_pretrained
 from darling_jax.grpo import (UpdateConfig, init_train_state, make_optimizer, make_update_fn,
                               rollout_batch_shardings, train_state_shardings)
-from darling_jax.train_step import StepConfig, TrainStep, decode_responses, finite_or_raise
+from darling_jax.sampling import decode_responses
+from darling_jax.train_step import StepConfig, TrainStep, finite_or_raise
 from darling_jax.train_stages import countdown_classifier_stage, policy_stage
 from darling_jax.tasks.char_tokenizer import countdown_tokenizer
 from darling_jax.tasks.countdown_task import CountdownTask

@@ -34,7 +34,7 @@ from flax import nnx
 from darling_jax import rewards, sharding
 from darling_jax.diversity import diversity_scores, ngram_diversity, partition
 from darling_jax.grpo import TrainState, global_rollout_batch, group_advantages, rollout_batch
-from darling_jax.sampling import generate
+from darling_jax.sampling import decode_responses, generate
 
 DIVERSITY_SOURCES = ("classifier", "oracle", "ngram")
 
@@ -111,15 +111,6 @@ class Rollouts:
   advantages: np.ndarray
   class_ids: np.ndarray | None
   oracle_class_ids: np.ndarray
-
-
-def decode_responses(tokenizer, tokens: np.ndarray, mask: np.ndarray, eos_ids: Sequence[int],
-                     group_size: int) -> list[list[str]]:
-  """B lists of G texts from sampled tokens `[B*G, N]` (masked-out and EOS tokens dropped)."""
-  eos = np.asarray(eos_ids)
-  keep = (mask > 0) & ~np.isin(tokens, eos)
-  texts = tokenizer.batch_decode([row[k].tolist() for row, k in zip(tokens, keep)], skip_special_tokens=True)
-  return [texts[i:i + group_size] for i in range(0, len(texts), group_size)]
 
 
 def count_classes(class_ids: np.ndarray) -> np.ndarray:

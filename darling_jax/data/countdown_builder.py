@@ -26,7 +26,6 @@ collide:
 from __future__ import annotations
 
 import dataclasses
-import operator
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -37,6 +36,7 @@ import tensorflow_datasets as tfds
 from darling_jax.data.loader import prepare_offline
 from darling_jax.tasks.countdown import (
     MAX_ENUMERATION_NUMBERS,
+    checked_int,
     enumerate_solutions,
     format_prompt,
     generate_problem,
@@ -48,15 +48,6 @@ from darling_jax.tasks.expression import MAX_LITERAL_DIGITS
 _MAX_REPEATED_DRAWS = 1_000
 _MAX_NUMBER = 10**MAX_LITERAL_DIGITS - 1
 _TRAIN_STREAM, _TEST_STREAM = 0, 1
-
-
-def _as_int(value: Any, name: str) -> int:
-  if isinstance(value, bool):
-    raise ValueError(f"{name} must be an int, got {value!r}")
-  try:
-    return operator.index(value)
-  except TypeError:
-    raise ValueError(f"{name} must be an int, got {value!r}") from None
 
 
 @dataclasses.dataclass(eq=False)
@@ -83,28 +74,28 @@ class CountdownConfig(tfds.core.BuilderConfig):
   target_range: tuple[int, int] = (10, 100)
 
   def __post_init__(self):
-    self.seed = _as_int(self.seed, "seed")
+    self.seed = checked_int(self.seed, "seed")
     if self.seed < 0:
       raise ValueError(f"seed must be a non-negative int, got {self.seed}")
     for field in ("num_train", "num_test"):
-      value = _as_int(getattr(self, field), field)
+      value = checked_int(getattr(self, field), field)
       if value < 0:
         raise ValueError(f"{field} must be a non-negative int, got {value}")
       setattr(self, field, value)
     if self.num_train + self.num_test == 0:
       raise ValueError("num_train and num_test are both 0: the dataset would be empty")
-    self.num_numbers = _as_int(self.num_numbers, "num_numbers")
+    self.num_numbers = checked_int(self.num_numbers, "num_numbers")
     if not 1 <= self.num_numbers <= MAX_ENUMERATION_NUMBERS:
       raise ValueError(f"num_numbers must be in [1, {MAX_ENUMERATION_NUMBERS}], got {self.num_numbers}")
-    self.max_number = _as_int(self.max_number, "max_number")
+    self.max_number = checked_int(self.max_number, "max_number")
     if not 1 <= self.max_number <= _MAX_NUMBER:
       raise ValueError(f"max_number must be in [1, {_MAX_NUMBER}], got {self.max_number}")
-    self.min_strategies = _as_int(self.min_strategies, "min_strategies")
+    self.min_strategies = checked_int(self.min_strategies, "min_strategies")
     if self.min_strategies < 1:
       raise ValueError(f"min_strategies must be >= 1, got {self.min_strategies}")
     if not isinstance(self.target_range, (tuple, list)) or len(self.target_range) != 2:
       raise ValueError(f"target_range must be a (low, high) pair, got {self.target_range!r}")
-    self.target_range = tuple(_as_int(bound, "target_range bound") for bound in self.target_range)
+    self.target_range = tuple(checked_int(bound, "target_range bound") for bound in self.target_range)
     if not 0 <= self.target_range[0] <= self.target_range[1]:
       raise ValueError(f"target_range must satisfy 0 <= low <= high, got {self.target_range!r}")
     derived_name = self.options_name()

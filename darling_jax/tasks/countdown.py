@@ -34,7 +34,8 @@ _MAX_NUMBER = 10**MAX_LITERAL_DIGITS - 1
 _MAX_GENERATION_ATTEMPTS = 10_000
 
 
-def _as_int(value: Any, name: str) -> int:
+def checked_int(value: Any, name: str) -> int:
+  """`value` as an int (any integer type but bool), else a ValueError naming `name`."""
   if isinstance(value, bool):
     raise ValueError(f"{name} must be an int, got {value!r}")
   try:
@@ -46,7 +47,7 @@ def _as_int(value: Any, name: str) -> int:
 def _check_numbers(numbers: Sequence[int]) -> list[int]:
   if isinstance(numbers, (str, bytes)) or not isinstance(numbers, (Sequence, np.ndarray)):
     raise ValueError(f"numbers must be a sequence of ints, got {numbers!r}")
-  checked = [_as_int(number, "each number") for number in numbers]
+  checked = [checked_int(number, "each number") for number in numbers]
   if not checked:
     raise ValueError("numbers must not be empty")
   bad = [number for number in checked if not 0 <= number <= _MAX_NUMBER]
@@ -58,7 +59,7 @@ def _check_numbers(numbers: Sequence[int]) -> list[int]:
 def format_prompt(numbers: Sequence[int], target: int) -> str:
   """The fixed prompt, e.g. `"Numbers: 3 5 7 2 Target: 26 Expression:"`."""
   numbers = _check_numbers(numbers)
-  target = _as_int(target, "target")
+  target = checked_int(target, "target")
   return f"Numbers: {' '.join(str(number) for number in numbers)} Target: {target} Expression:"
 
 
@@ -73,7 +74,7 @@ def strategy_id(response: str, numbers: Sequence[int], target: int) -> str | Non
     ValueError: `numbers` or `target` is invalid (never for anything in `response`).
   """
   numbers = _check_numbers(numbers)
-  target = _as_int(target, "target")
+  target = checked_int(target, "target")
   if not isinstance(response, str):
     raise TypeError(f"response must be a str, got {type(response).__name__}")
   try:
@@ -164,10 +165,10 @@ def enumerate_solutions(numbers: Sequence[int], target: int,
     ValueError: Invalid numbers (more than `MAX_ENUMERATION_NUMBERS`, negative, too large), target or max_solutions.
   """
   numbers = _check_numbers(numbers)
-  target = _as_int(target, "target")
+  target = checked_int(target, "target")
   if len(numbers) > MAX_ENUMERATION_NUMBERS:
     raise ValueError(f"enumerate_solutions supports at most {MAX_ENUMERATION_NUMBERS} numbers, got {len(numbers)}")
-  if max_solutions is not None and _as_int(max_solutions, "max_solutions") < 1:
+  if max_solutions is not None and checked_int(max_solutions, "max_solutions") < 1:
     raise ValueError(f"max_solutions must be a positive int or None, got {max_solutions!r}")
 
   full_mask = (1 << len(numbers)) - 1
@@ -223,18 +224,18 @@ def generate_problem(rng: np.random.Generator, *, num_numbers: int = 4, max_numb
   """
   if not isinstance(rng, np.random.Generator):
     raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-  num_numbers = _as_int(num_numbers, "num_numbers")
+  num_numbers = checked_int(num_numbers, "num_numbers")
   if not 1 <= num_numbers <= MAX_ENUMERATION_NUMBERS:
     raise ValueError(f"num_numbers must be in [1, {MAX_ENUMERATION_NUMBERS}], got {num_numbers}")
-  max_number = _as_int(max_number, "max_number")
+  max_number = checked_int(max_number, "max_number")
   if not 1 <= max_number <= _MAX_NUMBER:
     raise ValueError(f"max_number must be in [1, {_MAX_NUMBER}], got {max_number}")
-  min_strategies = _as_int(min_strategies, "min_strategies")
+  min_strategies = checked_int(min_strategies, "min_strategies")
   if min_strategies < 1:
     raise ValueError(f"min_strategies must be >= 1, got {min_strategies}")
   if not isinstance(target_range, (tuple, list)) or len(target_range) != 2:
     raise ValueError(f"target_range must be a (low, high) pair, got {target_range!r}")
-  low, high = (_as_int(bound, "target_range bound") for bound in target_range)
+  low, high = (checked_int(bound, "target_range bound") for bound in target_range)
   if not 0 <= low <= high:
     raise ValueError(f"target_range must satisfy 0 <= low <= high, got {target_range!r}")
 

@@ -34,7 +34,7 @@ import optax
 from flax import nnx
 
 from darling_jax.models.config import DecoderConfig
-from darling_jax.sampling.sampler import generate
+from darling_jax.sampling import decode_responses, generate
 from darling_jax.tasks.char_tokenizer import BOS, EOS, PAD, countdown_tokenizer, countdown_vocab
 from darling_jax.tasks.countdown import format_prompt, score_response, strategy_id
 from darling_jax.tasks.expression import ExpressionError, parse_expression
@@ -60,23 +60,6 @@ def countdown_prompt_ids(tokenizer, numbers: Sequence[int], target: int) -> list
   """The policy's prompt: `<bos>` + `format_prompt(numbers, target)` + `PROMPT_SEPARATOR`, as token ids."""
   text = format_prompt(numbers, target) + PROMPT_SEPARATOR
   return [tokenizer.bos_token_id] + list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def decode_responses(tokenizer, tokens, mask) -> list[str]:
-  """Generated rows -> response texts: the masked-in tokens before the first `<eos>`.
-
-  Args:
-    tokens, mask: int `[R, N]` (a `SampleOutput`'s `tokens` / `mask`).
-  """
-  tokens, mask = np.asarray(tokens), np.asarray(mask)
-  eos = tokenizer.eos_token_id
-  texts = []
-  for row, row_mask in zip(tokens, mask):
-    ids = [int(t) for t, m in zip(row, row_mask) if m]
-    if eos in ids:
-      ids = ids[:ids.index(eos)]
-    texts.append(tokenizer.decode(ids))
-  return texts
 
 
 # ---------------------------------------------------------------- data
@@ -319,7 +302,7 @@ def evaluate_policy(model, tokenizer, problems: Sequence[dict[str, Any]], *, num
     out = generate(model, prompts, num_samples=num_samples, max_new_tokens=max_new_tokens,
                    eos_ids=tokenizer.eos_token_id, rng=jax.random.fold_in(key, start), temperature=temperature,
                    pad_id=tokenizer.pad_token_id)
-    texts = decode_responses(tokenizer, out.tokens, out.mask)
+    texts = decode_responses(tokenizer, out.tokens, out.mask, [tokenizer.eos_token_id])
     for i, problem in enumerate(chunk):
       group = texts[i * num_samples:(i + 1) * num_samples]
       ids = [strategy_id(text, problem["numbers"], problem["target"]) for text in group]

@@ -20,7 +20,6 @@ from darling_jax.tasks.countdown_classifier import (
 from darling_jax.tasks.countdown_sft import (
     SftConfig,
     countdown_prompt_ids,
-    decode_responses,
     pad_sft_batch,
     policy_config,
     sft_examples,
@@ -74,14 +73,6 @@ def test_micro_sft_loss_goes_down(problems, tokenizer):
   assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3])
   np.testing.assert_array_equal(model.embed_tokens[...], before)  # the caller's model is untouched
   assert not np.array_equal(trained.embed_tokens[...], before)
-
-
-def test_decode_responses_stops_at_eos(tokenizer):
-  ids = tokenizer(["3+4", "5*6"], add_special_tokens=False)["input_ids"]
-  eos = tokenizer.eos_token_id
-  tokens = np.asarray([ids[0] + [eos, eos], ids[1] + [eos, 7]])
-  mask = np.asarray([[1, 1, 1, 1, 0], [1, 1, 1, 1, 0]])
-  assert decode_responses(tokenizer, tokens, mask) == ["3+4", "5*6"]
 
 
 def test_oracle_pairs_labels_agree_with_canonical_forms(problems):
