@@ -23,6 +23,7 @@ reported (`time/*` metrics), so the classifier kernel's share of a step is measu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -113,6 +114,14 @@ class Rollouts:
   oracle_class_ids: np.ndarray
 
 
+def rewards_and_advantages(quality: jax.Array, diversity: jax.Array, *, mode: str, add_bias: bool,
+                           diversity_weight: float, normalize_std: bool) -> tuple[jax.Array, jax.Array]:
+  """`(rewards, advantages)`, both f32 `[B, G]`: `rewards.combine` of quality and diversity `[B, G]`, then
+  `grpo.group_advantages`. Jitted once per run by `TrainStep` (the keyword arguments are static)."""
+  reward = rewards.combine(quality, diversity, mode=mode, add_bias=add_bias, diversity_weight=diversity_weight)
+  return reward, group_advantages(reward, normalize_std=normalize_std)
+
+
 def count_classes(class_ids: np.ndarray) -> np.ndarray:
   """int32 `[...]` number of distinct classes per group of `class_ids [..., G]`."""
   ordered = np.sort(class_ids, axis=-1)
@@ -139,6 +148,9 @@ class TrainStep:
       raise ValueError("rl.diversity_source='classifier' needs an equivalence classifier")
     self.graphdef, self.update, self.task, self.equivalence = graphdef, update, task, equivalence
     self.tokenizer, self.config, self.eos_ids, self.mesh = tokenizer, config, tuple(eos_ids), mesh
+    self._rewards_and_advantages = jax.jit(functools.partial(
+        rewards_and_advantages, mode=config.reward_mode, add_bias=config.add_bias,
+        diversity_weight=config.diversity_weight, normalize_std=config.normalize_std))
 
   def sample(self, params: nnx.State, batch: dict[str, Any], rng: jax.Array, *, num_samples: int,
              temperature: float):
@@ -186,9 +198,7 @@ class TrainStep:
     timings["diversity"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    reward = rewards.combine(quality, diversity, mode=c.reward_mode, add_bias=c.add_bias,
-                             diversity_weight=c.diversity_weight)
-    advantages = group_advantages(reward, normalize_std=c.normalize_std)
+    reward, advantages = self._rewards_and_advantages(quality, diversity)
     rows = jax.device_get(rollout_batch(sample, advantages))
     state, update_metrics = self.update(state, global_rollout_batch(rows, self.mesh))
     update_metrics = {k: float(v) for k, v in jax.device_get(update_metrics).items()}
