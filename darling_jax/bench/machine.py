@@ -7,7 +7,9 @@ a loop's mean time says more about the machine than about the code. Each probe r
 and prints the distribution of its per-call times:
 
   python loop:  a pure-Python loop of 2000 additions (no memory traffic, one thread). Calls far above the
-                median mean the process was not running (descheduled or stolen by the hypervisor).
+                median mean the process was not running. The CPU time charged to the process during the probe
+                tells where: a stall the guest kernel knows of (another process, reported steal time) is not
+                charged; one below it (the hypervisor, unreported) is.
   copy N MB:    `np.copyto` of an N MB float32 array (one thread). Reported as GB/s; a low 10th percentile
                 means memory bandwidth that collapses from time to time.
   dot:          a jitted f32 `[2016, 128] @ [128, 128]` (the Countdown policy's projection at 32 × 63 tokens),
@@ -92,7 +94,10 @@ def main(argv):
   print(f"devices: {jax.devices()}; jax {jax.__version__}")
   print("| probe | unit | calls | fastest call | median call | 90th-percentile call | slowest call | lost |")
   print("|---|---|---|---|---|---|---|---|")
-  print(_row("python loop (2000 adds)", _repeat(_python_loop, seconds)), flush=True)
+  wall, cpu = time.perf_counter(), time.process_time()
+  loop_times = _repeat(_python_loop, seconds)
+  wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+  print(_row("python loop (2000 adds)", loop_times), flush=True)
   for megabytes in (1, 16, 64, 256):
     source = np.ones(megabytes << 18, np.float32)
     target = np.empty_like(source)
@@ -108,6 +113,9 @@ def main(argv):
   print(_row("dot, as GFLOP/s", times, unit="GFLOP/s", work=2 * 2016 * 128 * 128 / 1e9), flush=True)
   if _SFT_STEPS.value:
     print(_row("Countdown SFT step (32×64)", _sft_step_times(_SFT_STEPS.value)), flush=True)
+  # A stall the guest kernel sees (another process, steal time) is not charged to this process as CPU time.
+  print(f"\npython loop: {cpu:.2f} s of CPU time charged to this process in {wall:.2f} s of wall time "
+        f"({100 * cpu / wall:.0f}%)")
 
 
 if __name__ == "__main__":
