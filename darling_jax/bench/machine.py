@@ -17,8 +17,8 @@ and prints the distribution of its per-call times:
   SFT step:     the Countdown warm-start train step (`darling_jax.tasks.countdown_sft.make_sft_step`, 0.33M
                 parameters, 32 rows × 64 tokens), the same batch every step.
 
-For each probe: the fastest, median, 90th-percentile (slow) and slowest call, and `lost`, the share of the total time spent above the
-median (`1 − n·median / total`): how much of a loop's wall time its slow calls account for.
+For each probe: the fastest, median, 90th-percentile (slow) and slowest call, and `lost` = `1 − n·median / total`,
+the share of the probe's wall time that its n calls took beyond n median calls.
 """
 
 from __future__ import annotations
