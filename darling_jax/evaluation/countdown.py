@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from darling_jax.evaluation.pass_at_k import pass_at_k
-from darling_jax.tasks.countdown import strategy_id
+from darling_jax.tasks.countdown import RESPONSE_VERDICTS, response_verdict
 from darling_jax.tasks.countdown_task import first_member_classes, response_key
 
 
@@ -45,11 +45,14 @@ def evaluate_countdown(sample_texts: Callable[[dict[str, Any]], Sequence[Sequenc
 
   Returns a flat dict: `pass@k` (unbiased estimator, mean over problems) for k in `report_ks(num_samples)`;
   `distinct_correct@k` (distinct correct strategies among the first k samples, mean) and `oracle_strategies`
-  (the problems' number of correct strategies, mean); `problems`; and, with `equivalence` (an
+  (the problems' number of correct strategies, mean); `problems`; `responses/<verdict>`, the share of all
+  samples with each `tasks.countdown.response_verdict` (correct, wrong_value, wrong_numbers, unparseable),
+  which says why the others fail; and, with `equivalence` (an
   `EquivalenceClassifier`), `classifier/accuracy|precision|recall` against the oracle on these rollouts' pairs.
   """
   ks = report_ks(num_samples)
   correct_counts, distinct, oracle_counts, texts_all, classes_all = [], {k: [] for k in ks}, [], [], []
+  verdicts = dict.fromkeys(RESPONSE_VERDICTS, 0)
   for batch in batches:
     texts = [list(group) for group in sample_texts(batch)]
     for group, numbers, target, strategies in zip(texts, batch["numbers"], batch["target"],
@@ -57,7 +60,10 @@ def evaluate_countdown(sample_texts: Callable[[dict[str, Any]], Sequence[Sequenc
       numbers, target = [int(x) for x in numbers], int(target)
       if len(group) != num_samples:
         raise ValueError(f"sample_texts returned {len(group)} responses per problem, expected {num_samples}")
-      found = [strategy_id(text, numbers, target) for text in group]
+      judged = [response_verdict(text, numbers, target) for text in group]
+      for verdict, _ in judged:
+        verdicts[verdict] += 1
+      found = [strategy for _, strategy in judged]
       correct_counts.append(sum(s is not None for s in found))
       for k in ks:
         distinct[k].append(len({s for s in found[:k] if s is not None}))
@@ -73,6 +79,8 @@ def evaluate_countdown(sample_texts: Callable[[dict[str, Any]], Sequence[Sequenc
   for k in ks:
     metrics[f"distinct_correct@{k}"] = float(np.mean(distinct[k]))
   metrics["oracle_strategies"] = float(np.mean(oracle_counts))
+  for verdict, count in verdicts.items():
+    metrics[f"responses/{verdict}"] = count / (len(correct) * num_samples)
   if equivalence is not None:
     equivalent, _ = equivalence(texts_all)
     for name, value in pair_agreement(equivalent, np.stack(classes_all)).items():

@@ -63,11 +63,17 @@ def format_prompt(numbers: Sequence[int], target: int) -> str:
   return f"Numbers: {' '.join(str(number) for number in numbers)} Target: {target} Expression:"
 
 
-def strategy_id(response: str, numbers: Sequence[int], target: int) -> str | None:
-  """The canonical form of a correct response, None for a wrong or malformed one.
+RESPONSE_VERDICTS = ("correct", "wrong_value", "wrong_numbers", "unparseable")
 
-  A response is correct when the whole of it, stripped of surrounding whitespace, parses as an expression that
-  uses each number at most as often as `numbers` holds it and evaluates exactly to `target`.
+
+def response_verdict(response: str, numbers: Sequence[int], target: int) -> tuple[str, str | None]:
+  """What is right or wrong with a response: `(verdict, canonical form of a correct response or None)`.
+
+  Verdicts (`RESPONSE_VERDICTS`), checked in this order:
+    * `"unparseable"`: the whole response, stripped of surrounding whitespace, is not an expression;
+    * `"wrong_numbers"`: it uses a number more often than `numbers` holds it (or one not in `numbers`);
+    * `"wrong_value"`: it uses the numbers correctly but does not evaluate to `target`;
+    * `"correct"`.
 
   Raises:
     TypeError: `response` is not a string.
@@ -80,12 +86,26 @@ def strategy_id(response: str, numbers: Sequence[int], target: int) -> str | Non
   try:
     expr = parse_expression(response.strip())
   except ExpressionError:
-    return None
+    return "unparseable", None
   if collections.Counter(used_numbers(expr)) - collections.Counter(numbers):
-    return None
+    return "wrong_numbers", None
   if evaluate(expr) != target:
-    return None
-  return render_canonical(signed_form(expr))
+    return "wrong_value", None
+  return "correct", render_canonical(signed_form(expr))
+
+
+def strategy_id(response: str, numbers: Sequence[int], target: int) -> str | None:
+  """The canonical form of a correct response, None for a wrong or malformed one.
+
+  A response is correct when the whole of it, stripped of surrounding whitespace, parses as an expression that
+  uses each number at most as often as `numbers` holds it and evaluates exactly to `target` (see
+  `response_verdict`).
+
+  Raises:
+    TypeError: `response` is not a string.
+    ValueError: `numbers` or `target` is invalid (never for anything in `response`).
+  """
+  return response_verdict(response, numbers, target)[1]
 
 
 def score_response(response: str, numbers: Sequence[int], target: int) -> float:

@@ -23,6 +23,7 @@ from darling_jax.tasks import (
     score_response,
     strategy_id,
 )
+from darling_jax.tasks.countdown import RESPONSE_VERDICTS, response_verdict
 
 NUMBERS = [3, 5, 7, 2]
 TARGET = 26
@@ -65,6 +66,16 @@ def test_scoring_never_raises_on_model_output(response):
   score = score_response(response, NUMBERS, TARGET)
   assert score in (0.0, 1.0)
   assert (strategy_id(response, NUMBERS, TARGET) is None) == (score == 0.0)
+
+
+@pytest.mark.parametrize("response, verdict", [
+    ("3*7+5", "correct"), ("3*7+2", "wrong_value"), ("3*7+5+5", "wrong_numbers"), ("3*8+2", "wrong_numbers"),
+    ("3*7+", "unparseable"), ("", "unparseable"), ("26", "wrong_numbers")])
+def test_response_verdict_says_what_is_wrong(response, verdict):
+  got, strategy = response_verdict(response, NUMBERS, TARGET)
+  assert got == verdict and got in RESPONSE_VERDICTS
+  assert strategy == strategy_id(response, NUMBERS, TARGET)
+  assert (strategy is not None) == (verdict == "correct")
 
 
 def test_strategy_id_is_the_canonical_form_of_correct_responses():
