@@ -4,8 +4,8 @@ A fresh policy writes nothing parseable, so RL has no reward to climb. A short s
 `prompt + respelled solution + <eos>` rows teaches the format (and, given enough steps, some arithmetic). The
 aim is a pass@1 at temperature 1 on held-out problems that is low but not zero, leaving DARLING room to improve
 quality and strategy diversity. The default 200 steps (a CPU budget) mostly teach the format: in the default run
-94% of the warm-start policy's samples parse, but pass@1 is 0.9%, because most samples use a number more often
-than the prompt holds it (`darling_jax.evaluation.evaluate_countdown` reports the `responses/*` shares).
+92% of the warm-start policy's samples parse, but pass@1 is 0.9%, because 69% use a number more often than the
+prompt holds it (`darling_jax.evaluation.evaluate_countdown` reports these `responses/*` shares).
 
 Rows are `<bos> + format_prompt(numbers, target) + " "` (the prompt, `countdown_prompt_ids`) followed by the
 response characters and `<eos>`, all in the character tokenizer (`darling_jax.tasks.char_tokenizer`). The loss
