@@ -55,9 +55,9 @@ from darling_jax.classifiers import save_classifier
 from darling_jax.classifiers.bert import bidirectional_attention
 from darling_jax.classifiers.from_encoder import classifier_from_encoder
 from darling_jax.equivalence.encoding import PairFormat, pad_pairs
-from darling_jax.equivalence.training import (TrainConfig, best_threshold, class_weights,
-                                              classification_metrics, encode_examples, labels_of,
-                                              make_train_step, pair_probabilities, read_pair_jsonl,
+from darling_jax.equivalence.pair_data import labels_of, read_pair_jsonl
+from darling_jax.equivalence.pair_metrics import best_threshold, classification_metrics, pair_probabilities
+from darling_jax.equivalence.training import (TrainConfig, class_weights, encode_examples, make_train_step,
                                               split_trainable, train_pair_classifier)
 from darling_jax.models import load_pretrained
 

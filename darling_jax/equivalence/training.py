@@ -14,8 +14,9 @@ warmup and a cosine decay to a tenth of the peak, and gradient clipping. Here:
   the step is traced at most once per bucket (`chex.assert_max_traces`);
 * orbax `CheckpointManager` checkpoints (parameters, optimizer state, step) every `checkpoint_every` steps
   and at the end; a run pointed at a directory with a checkpoint resumes from it;
-* evaluation reuses `EquivalenceClassifier` (short-answer rule off) for P(similar), and
-  `classification_metrics` / `best_threshold` score it.
+* the pairs are `pair_data.PairExample`s (`read_pair_jsonl` reads NoveltyBench's format); `pair_metrics`
+  scores a trained model (`pair_probabilities` through `EquivalenceClassifier` with the short-answer rule off,
+  `classification_metrics`, `best_threshold`).
 
     examples = read_pair_jsonl("../shared/data/noveltybench/classifier_train.jsonl")
     model, history = train_pair_classifier(model, tokenizer, examples, TrainConfig(max_length=128))
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
 import time
@@ -45,71 +45,10 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from darling_jax.equivalence.encoding import PairFormat, pad_pairs, pair_ids, tokenize_responses
-from darling_jax.equivalence.pairwise import EquivalenceClassifier, width_buckets
+from darling_jax.equivalence.pair_data import PairExample
+from darling_jax.equivalence.pairwise import width_buckets
 
 NUM_CLASSES = 2  # 0 = different, 1 = similar
-
-
-# ---------------------------------------------------------------- data
-@dataclasses.dataclass(frozen=True)
-class PairExample:
-  """Two responses and whether a human judged them equivalent (label 1 = similar, 0 = different)."""
-
-  text_a: str
-  text_b: str
-  label: int
-
-
-def read_pair_jsonl(path: str | os.PathLike, *, text_keys: tuple[str, str] = ("generation_0", "generation_1"),
-                    label_key: str = "similar") -> list[PairExample]:
-  """Reads labelled pairs from a JSONL file in NoveltyBench's classifier format.
-
-  Args:
-    path: one JSON object per line with the two responses and the label (bool or 0/1); blank lines are
-      skipped.
-    text_keys: keys of the two responses. label_key: key of the label.
-
-  Returns:
-    The pairs, in file order.
-
-  Raises:
-    FileNotFoundError: no such file. ValueError: naming the file and line of a malformed row.
-  """
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"pair file {path!r} does not exist")
-  examples = []
-  with open(path, encoding="utf-8") as f:
-    for line_number, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      where = f"{path}, line {line_number}"
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
-      if not isinstance(row, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-      for key in (*text_keys, label_key):
-        if key not in row:
-          raise ValueError(f"{where}: missing key {key!r}")
-      for key in text_keys:
-        if not isinstance(row[key], str):
-          raise ValueError(f"{where}: {key!r} is a {type(row[key]).__name__}, not a string")
-      label = row[label_key]
-      if isinstance(label, bool) or label in (0, 1):
-        label = int(label)
-      else:
-        raise ValueError(f"{where}: {label_key!r}={label!r} is not a boolean or 0/1")
-      examples.append(PairExample(row[text_keys[0]], row[text_keys[1]], label))
-  if not examples:
-    raise ValueError(f"{path}: no pairs")
-  return examples
-
-
-def labels_of(examples: Sequence[PairExample]) -> np.ndarray:
-  """int32 `[N]` labels."""
-  return np.asarray([e.label for e in examples], np.int32)
 
 
 # ---------------------------------------------------------------- config
@@ -453,70 +392,3 @@ def train_pair_classifier(model, tokenizer, examples: Sequence[PairExample],
     manager.wait_until_finished()
     manager.close()
   return nnx.merge(graphdef, *state), history
-
-
-# ---------------------------------------------------------------- evaluation
-def pair_probabilities(model, tokenizer, examples: Sequence[PairExample], *, max_length: int,
-                       both_orders: bool = True, rows_per_call: int = 64) -> np.ndarray:
-  """float32 `[N]` P(similar) of each pair (mean over both orders when `both_orders`), by
-  `EquivalenceClassifier` with the short-answer rule off: every pair goes through the model."""
-  if not examples:
-    return np.zeros(0, np.float32)
-  classifier = EquivalenceClassifier(model, tokenizer, max_length=max_length, both_orders=both_orders,
-                                     short_answer_max_words=None, rows_per_call=rows_per_call)
-  groups = [[e.text_a, e.text_b] for e in examples]
-  return classifier.probabilities(groups)[:, 0, 1].astype(np.float32)
-
-
-def _check_scores(probs, labels) -> tuple[np.ndarray, np.ndarray]:
-  probs = np.asarray(probs, np.float64).reshape(-1)
-  labels = np.asarray(labels).reshape(-1)
-  if probs.shape != labels.shape or not len(probs):
-    raise ValueError(f"probs {probs.shape} and labels {labels.shape} must be equally long and non-empty")
-  if not np.isin(labels, (0, 1)).all():
-    raise ValueError("labels must be 0/1 (or bool)")
-  return probs, labels.astype(bool)
-
-
-def classification_metrics(probs, labels, threshold: float) -> dict[str, float]:
-  """Accuracy, precision, recall and F1 of `similar = probs > threshold` (similar is the positive class;
-  precision / recall / F1 are 0 when undefined).
-
-  Args:
-    probs: float `[N]` P(similar). labels: `[N]` 0/1. threshold: decision threshold.
-
-  Returns:
-    dict: accuracy, precision, recall, f1, threshold, count, positives (labelled similar),
-    predicted_positives.
-  """
-  probs, labels = _check_scores(probs, labels)
-  predicted = probs > threshold
-  tp = int(np.sum(predicted & labels))
-  fp = int(np.sum(predicted & ~labels))
-  fn = int(np.sum(~predicted & labels))
-  precision = tp / (tp + fp) if tp + fp else 0.0
-  recall = tp / (tp + fn) if tp + fn else 0.0
-  f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-  return {"accuracy": float(np.mean(predicted == labels)), "precision": precision, "recall": recall, "f1": f1,
-          "threshold": float(threshold), "count": len(labels), "positives": int(labels.sum()),
-          "predicted_positives": int(predicted.sum())}
-
-
-def best_threshold(probs, labels) -> float:
-  """The threshold in [0, 1) whose `probs > threshold` is most accurate on these (training) pairs.
-
-  Candidates are the midpoints between consecutive distinct probabilities and one point below the smallest
-  and above the largest; among equally accurate ones the candidate closest to 0.5 wins.
-  """
-  probs, labels = _check_scores(probs, labels)
-  values = np.unique(probs)
-  candidates = np.concatenate([[values[0] / 2], (values[:-1] + values[1:]) / 2, [(values[-1] + 1) / 2]])
-  candidates = np.clip(candidates, 0.0, np.nextafter(1.0, 0.0))
-  order = np.argsort(probs)
-  sorted_probs, sorted_labels = probs[order], labels[order]
-  negatives_below = np.concatenate([[0], np.cumsum(~sorted_labels)])  # among the first i rows
-  positives_below = np.concatenate([[0], np.cumsum(sorted_labels)])
-  cut = np.searchsorted(sorted_probs, candidates, side="right")  # rows with prob <= t: predicted different
-  correct = negatives_below[cut] + (positives_below[-1] - positives_below[cut])
-  best = np.flatnonzero(correct == correct.max())
-  return float(candidates[best[np.argmin(np.abs(candidates[best] - 0.5))]])

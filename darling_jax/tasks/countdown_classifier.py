@@ -33,13 +33,9 @@ from typing import Any
 import numpy as np
 
 from darling_jax.classifiers import BertClassifierConfig, init_classifier
-from darling_jax.equivalence.training import (
-    PairExample,
-    TrainConfig,
-    classification_metrics,
-    pair_probabilities,
-    train_pair_classifier,
-)
+from darling_jax.equivalence.pair_data import PairExample
+from darling_jax.equivalence.pair_metrics import classification_metrics, pair_probabilities
+from darling_jax.equivalence.training import TrainConfig, train_pair_classifier
 from darling_jax.tasks.char_tokenizer import PAD, countdown_tokenizer, countdown_vocab
 from darling_jax.tasks.expression import canonical_form, parse_expression
 from darling_jax.tasks.spelling import random_expression, respell

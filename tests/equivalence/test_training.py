@@ -20,10 +20,10 @@ from darling_jax.classifiers import init_classifier
 from darling_jax.classifiers.bert import BertClassifierConfig
 from darling_jax.classifiers.from_encoder import classifier_from_encoder
 from darling_jax.equivalence.encoding import PairFormat
-from darling_jax.equivalence.training import (PairExample, TrainConfig, best_threshold, class_weights,
-                                              classification_metrics, encode_examples, make_train_step,
-                                              pair_probabilities, read_pair_jsonl, train_pair_classifier,
-                                              weighted_cross_entropy)
+from darling_jax.equivalence.pair_data import PairExample
+from darling_jax.equivalence.pair_metrics import best_threshold, classification_metrics, pair_probabilities
+from darling_jax.equivalence.training import (TrainConfig, class_weights, encode_examples, make_train_step,
+                                              train_pair_classifier, weighted_cross_entropy)
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 WORDS = [f"w{i}" for i in range(12)]
@@ -120,47 +120,10 @@ def test_training_rows_hold_both_orders(tokenizer):
   assert [r[0] for r in one_order] == [rows[0][0], rows[2][0]]
 
 
-def test_best_threshold_and_metrics_on_hand_examples():
-  probs = np.array([0.1, 0.2, 0.35, 0.4, 0.8, 0.9])
-  labels = np.array([0, 0, 1, 0, 1, 1])
-  # 0.275 (between 0.2 and 0.35) errs on 0.4 only, 0.6 (between 0.4 and 0.8) on 0.35 only: both 5/6, and 0.6
-  # is closer to 0.5. 0.375 errs twice.
-  assert best_threshold(probs, labels) == pytest.approx(0.6)
-  metrics = classification_metrics(probs, labels, 0.3)
-  # predicted similar: 0.35, 0.4, 0.8, 0.9 -> tp 3, fp 1, fn 0
-  assert metrics["accuracy"] == pytest.approx(5 / 6)
-  assert metrics["precision"] == pytest.approx(3 / 4) and metrics["recall"] == 1.0
-  assert metrics["f1"] == pytest.approx(2 * 0.75 / 1.75)
-  assert classification_metrics(probs, labels, 0.95)["f1"] == 0.0  # nothing predicted similar
-  assert best_threshold([0.2, 0.9], [1, 1]) == pytest.approx(0.1)  # all similar: below the smallest
-  assert best_threshold([0.2, 0.9], [0, 0]) == pytest.approx(0.95)  # all different: above the largest
-  assert 0 <= best_threshold([1.0, 1.0], [0, 0]) < 1
-
-
 def test_config_errors_name_the_key():
   for key, value in [("batch_size", 0), ("learning_rate", 0.0), ("warmup_fraction", 1.0), ("frozen", "bert")]:
     with pytest.raises(ValueError, match=f"TrainConfig.{key}="):
       TrainConfig(**{key: value})
-
-
-def test_read_pair_jsonl_and_its_errors(tmp_path):
-  path = tmp_path / "pairs.jsonl"
-  rows = [{"generation_0": "a", "generation_1": "b", "similar": True},
-          {"generation_0": "c", "generation_1": "d", "similar": 0}]
-  path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
-  assert read_pair_jsonl(path) == [PairExample("a", "b", 1), PairExample("c", "d", 0)]
-  bad_rows = {
-      r"line 2: missing key 'similar'": '{"generation_0": "c", "generation_1": "d"}',
-      r"line 2: not valid JSON": "{oops",
-      r"line 2: 'similar'=2 is not a boolean": '{"generation_0": "c", "generation_1": "d", "similar": 2}',
-      r"line 2: 'generation_1' is a int": '{"generation_0": "c", "generation_1": 5, "similar": 1}',
-  }
-  for message, line in bad_rows.items():
-    path.write_text(json.dumps(rows[0]) + "\n" + line + "\n")
-    with pytest.raises(ValueError, match=f"pairs.jsonl, {message}"):
-      read_pair_jsonl(path)
-  with pytest.raises(FileNotFoundError):
-    read_pair_jsonl(tmp_path / "absent.jsonl")
 
 
 # ---------------------------------------------------------------- training
