@@ -50,7 +50,8 @@ from absl import app, flags
 from flax import nnx
 
 from darling_jax.bench.sampling import _REPEATS, _SHAPES, SHAPES, matmul_roofline_gflops
-from darling_jax.grpo.update import RolloutBatch, UpdateConfig, grpo_update, init_train_state, make_optimizer
+from darling_jax.grpo.batch import RolloutBatch
+from darling_jax.grpo.update import UpdateConfig, grpo_update, init_train_state, make_optimizer
 from darling_jax.models import DecoderConfig, init_model
 
 # --shapes and --repeats are the flags of darling_jax.bench.sampling (absl flags are process-global).

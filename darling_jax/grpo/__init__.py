@@ -1,6 +1,7 @@
 """GRPO pieces: group-relative advantages, the PPO-clip policy loss and the (sharded) policy update."""
 
 from darling_jax.grpo.advantages import group_advantages, group_mean_std
+from darling_jax.grpo.batch import RolloutBatch, global_rollout_batch, rollout_batch, rollout_batch_shardings
 from darling_jax.grpo.loss import (
     AGG_MODES,
     TOKEN_METRICS,
@@ -12,10 +13,8 @@ from darling_jax.grpo.loss import (
 from darling_jax.grpo.update import (
     METRICS,
     SCHEDULES,
-    RolloutBatch,
     TrainState,
     UpdateConfig,
-    global_rollout_batch,
     grpo_update,
     init_train_state,
     make_optimizer,
@@ -23,8 +22,6 @@ from darling_jax.grpo.update import (
     make_update_fn,
     minibatch_gradients,
     response_logprobs,
-    rollout_batch,
-    rollout_batch_shardings,
     train_state_shardings,
 )
 

@@ -27,15 +27,13 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from darling_jax import sharding
+from darling_jax.grpo.batch import RolloutBatch, global_rollout_batch, rollout_batch_shardings
 from darling_jax.grpo.update import (
     METRICS,
-    RolloutBatch,
     UpdateConfig,
-    global_rollout_batch,
     init_train_state,
     make_optimizer,
     make_update_fn,
-    rollout_batch_shardings,
     train_state_shardings,
 )
 from darling_jax.models import DecoderConfig, init_model

@@ -20,19 +20,16 @@ from flax import nnx
 from darling_jax import sharding
 from darling_jax.grpo import AGG_MODES, policy_loss
 from darling_jax.grpo import update as update_lib
+from darling_jax.grpo.batch import RolloutBatch, global_rollout_batch, rollout_batch, rollout_batch_shardings
 from darling_jax.grpo.update import (
     METRICS,
-    RolloutBatch,
     UpdateConfig,
-    global_rollout_batch,
     grpo_update,
     init_train_state,
     make_optimizer,
     make_schedule,
     minibatch_gradients,
     response_logprobs,
-    rollout_batch,
-    rollout_batch_shardings,
     train_state_shardings,
 )
 from darling_jax.models import DecoderConfig, init_model
