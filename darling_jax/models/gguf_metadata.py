@@ -72,7 +72,8 @@ class GGUFHeader:
 
 
 class _MetadataDecoder:
-  """Walks the metadata section of one mapped GGUF file; `decode()` returns `{key: value}`."""
+  """Walks the header of one mapped GGUF file: `decode()` returns the metadata `{key: value}`, then
+  `decode_tensor_table(alignment)` the tensor table that follows it."""
 
   def __init__(self, buffer: mmap.mmap, path: str):
     self._buffer = buffer
@@ -80,6 +81,7 @@ class _MetadataDecoder:
     self._path = path
     self._position = 0
     self.byte_order = "<"
+    self.tensor_count = 0  # read from the header by decode()
     self._key = "<header>"  # the key being decoded, for error messages
 
   def decode(self) -> dict[str, Any]:
