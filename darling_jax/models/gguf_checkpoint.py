@@ -92,7 +92,7 @@ def read_gguf(path: str) -> tuple[DecoderConfig, ArraySource]:
   arrays = {}
   for tensor in header.tensors:
     name = hf_name_for_gguf(tensor.name, path)
-    weight = _dequantized(data, tensor, path)
+    weight = dequantize_tensor(data, tensor, path)
     if name.endswith("q_proj.weight"):
       weight = unpermute_rope(weight, config.num_heads)
     elif name.endswith("k_proj.weight"):
@@ -101,7 +101,7 @@ def read_gguf(path: str) -> tuple[DecoderConfig, ArraySource]:
   return config, ArraySource(arrays)
 
 
-def _dequantized(data: np.memmap, tensor: GGUFTensorInfo, path: str) -> np.ndarray:
+def dequantize_tensor(data: np.memmap, tensor: GGUFTensorInfo, path: str) -> np.ndarray:
   """float32 `tensor.shape` values of one tensor, decoded by `gguf.quants.dequantize` from the file's bytes."""
   raw = data[tensor.offset:tensor.offset + tensor.nbytes]
   try:

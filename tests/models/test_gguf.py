@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from darling_jax.models import load_pretrained, load_tokenizer
-from darling_jax.models.gguf_checkpoint import _dequantized, unpermute_rope
+from darling_jax.models.gguf_checkpoint import dequantize_tensor, unpermute_rope
 from darling_jax.models.gguf_metadata import gguf_header
 from tests.models.hf_fixtures import forward, hf_logits, max_diff_on_valid
 
@@ -59,7 +59,7 @@ def test_tensor_table_and_values_match_gguf_reader(tmp_path, alignment):
     assert (ours.offset, ours.nbytes, ours.ggml_type) == (theirs.data_offset, theirs.n_bytes, theirs.tensor_type)
     assert ours.shape == tensors[ours.name][0].shape
     expected = gguf.quants.dequantize(theirs.data, theirs.tensor_type).reshape(ours.shape)
-    np.testing.assert_array_equal(_dequantized(data, ours, str(path)), expected)
+    np.testing.assert_array_equal(dequantize_tensor(data, ours, str(path)), expected)
 
 
 def test_tensor_table_errors_name_the_file_and_tensor(tmp_path):
