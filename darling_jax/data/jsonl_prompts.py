@@ -37,16 +37,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from darling_jax.data.loader import prepare_offline
+from darling_jax.jsonl import JsonlFormatError, jsonl_objects
 
 PROMPT_FIELDS = ("question", "problem", "prompt")
 ANSWER_FIELDS = ("answer", "final_answer", "solution")
 ID_FIELDS = ("id", "idx")
 _GSM8K_ANSWER_MARK = "####"
 _BOXED = "\\boxed{"
-
-
-class JsonlFormatError(ValueError):
-  """A malformed JSONL prompt file; the message names the file, the line and the problem."""
 
 
 def _last_boxed(text: str) -> str | None:
@@ -133,51 +130,36 @@ def read_jsonl_prompts(path: str | os.PathLike[str], *, prompt_field: str | None
   answer_fields = ANSWER_FIELDS if answer_field is None else (answer_field,)
   expects_answers = None if answer_field is None else True
   examples = []
-  with path.open("rb") as file:
-    for line_number, raw_line in enumerate(file, start=1):
-      where = f"{path}:{line_number}"
-      try:
-        line = raw_line.decode("utf-8")
-      except UnicodeDecodeError as error:
-        raise JsonlFormatError(f"{where}: not valid UTF-8 ({error})") from None
-      if not line.strip():
-        continue
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError as error:
-        raise JsonlFormatError(f"{where}: not valid JSON ({error})") from None
-      if not isinstance(record, dict):
-        raise JsonlFormatError(f"{where}: expected a JSON object, got {type(record).__name__}")
+  for where, line_number, record in jsonl_objects(path):
+    field = _first_field(record, prompt_fields)
+    if field is None:
+      raise JsonlFormatError(f"{where}: missing prompt field (looked for {' / '.join(prompt_fields)}; "
+                             f"the record has {', '.join(sorted(record)) or 'no fields'})")
+    prompt = record[field]
+    if not isinstance(prompt, str) or not prompt.strip():
+      raise JsonlFormatError(
+          f"{where}: prompt field {field!r} must be non-empty text, got {json.dumps(prompt)}")
 
-      field = _first_field(record, prompt_fields)
-      if field is None:
-        raise JsonlFormatError(f"{where}: missing prompt field (looked for {' / '.join(prompt_fields)}; "
-                               f"the record has {', '.join(sorted(record)) or 'no fields'})")
-      prompt = record[field]
-      if not isinstance(prompt, str) or not prompt.strip():
-        raise JsonlFormatError(
-            f"{where}: prompt field {field!r} must be non-empty text, got {json.dumps(prompt)}")
+    field = _first_field(record, answer_fields)
+    if expects_answers is None:
+      expects_answers = field is not None
+    if field is None:
+      if expects_answers:
+        raise JsonlFormatError(f"{where}: missing answer field (looked for {' / '.join(answer_fields)}; "
+                               "earlier records have one)")
+      answer, solution = "", ""
+    else:
+      if not expects_answers:
+        raise JsonlFormatError(f"{where}: has answer field {field!r} but the first record has none: a file "
+                               "is either all question/answer or all prompt-only")
+      answer, solution = _answer_and_solution(field, record[field], where)
+      if not solution and record.get("solution") is not None:
+        solution = _solution_text(record["solution"], where)
 
-      field = _first_field(record, answer_fields)
-      if expects_answers is None:
-        expects_answers = field is not None
-      if field is None:
-        if expects_answers:
-          raise JsonlFormatError(f"{where}: missing answer field (looked for {' / '.join(answer_fields)}; "
-                                 "earlier records have one)")
-        answer, solution = "", ""
-      else:
-        if not expects_answers:
-          raise JsonlFormatError(f"{where}: has answer field {field!r} but the first record has none: a file "
-                                 "is either all question/answer or all prompt-only")
-        answer, solution = _answer_and_solution(field, record[field], where)
-        if not solution and record.get("solution") is not None:
-          solution = _solution_text(record["solution"], where)
-
-      id_field = _first_field(record, ID_FIELDS)
-      record_id = str(line_number) if id_field is None else _as_text(record[id_field], where, id_field)
-      examples.append({"id": record_id, "prompt": prompt, "answer": answer, "solution": solution,
-                       "line": np.int32(line_number)})
+    id_field = _first_field(record, ID_FIELDS)
+    record_id = str(line_number) if id_field is None else _as_text(record[id_field], where, id_field)
+    examples.append({"id": record_id, "prompt": prompt, "answer": answer, "solution": solution,
+                     "line": np.int32(line_number)})
   if not examples:
     raise JsonlFormatError(f"{path}: no records (the file is empty)")
   return examples

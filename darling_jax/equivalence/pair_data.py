@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 
 import numpy as np
+
+from darling_jax.jsonl import JsonlFormatError, jsonl_objects
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,37 +33,25 @@ def read_pair_jsonl(path: str | os.PathLike, *, text_keys: tuple[str, str] = ("g
     The pairs, in file order.
 
   Raises:
-    FileNotFoundError: no such file. ValueError: naming the file and line of a malformed row.
+    FileNotFoundError: no such file. ValueError (`JsonlFormatError`): naming the file and line of a malformed
+      row (`path:line: ...`).
   """
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"pair file {path!r} does not exist")
   examples = []
-  with open(path, encoding="utf-8") as f:
-    for line_number, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      where = f"{path}, line {line_number}"
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{where}: not valid JSON ({e.msg})") from None
-      if not isinstance(row, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-      for key in (*text_keys, label_key):
-        if key not in row:
-          raise ValueError(f"{where}: missing key {key!r}")
-      for key in text_keys:
-        if not isinstance(row[key], str):
-          raise ValueError(f"{where}: {key!r} is a {type(row[key]).__name__}, not a string")
-      label = row[label_key]
-      if isinstance(label, bool) or label in (0, 1):
-        label = int(label)
-      else:
-        raise ValueError(f"{where}: {label_key!r}={label!r} is not a boolean or 0/1")
-      examples.append(PairExample(row[text_keys[0]], row[text_keys[1]], label))
+  for where, _, row in jsonl_objects(path):
+    for key in (*text_keys, label_key):
+      if key not in row:
+        raise JsonlFormatError(f"{where}: missing key {key!r}")
+    for key in text_keys:
+      if not isinstance(row[key], str):
+        raise JsonlFormatError(f"{where}: {key!r} is a {type(row[key]).__name__}, not a string")
+    label = row[label_key]
+    if isinstance(label, bool) or label in (0, 1):
+      label = int(label)
+    else:
+      raise JsonlFormatError(f"{where}: {label_key!r}={label!r} is not a boolean or 0/1")
+    examples.append(PairExample(row[text_keys[0]], row[text_keys[1]], label))
   if not examples:
-    raise ValueError(f"{path}: no pairs")
+    raise JsonlFormatError(f"{path}: no pairs")
   return examples
 
 
