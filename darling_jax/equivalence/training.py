@@ -11,7 +11,7 @@ warmup and a cosine decay to a tenth of the peak, and gradient clipping. Here:
 * rows are shuffled per epoch by `np.random.default_rng([seed, epoch])` (so a resumed run sees the same
   batches), each batch right-padded to the smallest width bucket that holds its longest row (the buckets of
   `darling_jax.equivalence.pairwise.width_buckets`); a short last batch is filled with zero-weight rows, so
-  the step is traced at most once per bucket (`chex.assert_max_traces`);
+  the step is traced at most once per bucket (`darling_jax.tracing.max_traces`);
 * orbax `CheckpointManager` checkpoints (parameters, optimizer state, step) every `checkpoint_every` steps
   and at the end; a run pointed at a directory with a checkpoint resumes from it;
 * the pairs are `pair_data.PairExample`s (`read_pair_jsonl` reads NoveltyBench's format); `pair_metrics`
@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,6 +46,7 @@ from flax import nnx
 from darling_jax.equivalence.encoding import PairFormat, pad_pairs, pair_ids, tokenize_responses
 from darling_jax.equivalence.pair_data import PairExample
 from darling_jax.equivalence.pairwise import width_buckets
+from darling_jax.tracing import max_traces
 
 NUM_CLASSES = 2  # 0 = different, 1 = similar
 
@@ -203,7 +203,7 @@ def make_train_step(graphdef, config: TrainConfig, total_steps: int, logits_fn=c
   the `(trainable, frozen)` parameter states of `split_trainable`; `batch` a dict with int32 `[B]` labels,
   float32 `[B]` weights (0 for padding rows) and the model inputs that `logits_fn(model, batch) -> [B, C]`
   reads (default `classifier_logits`: int32 `[B, W]` input_ids / attention_mask / token_type_ids). `state` and
-  `opt_state` are donated. It is traced at most once per width bucket (`chex.assert_max_traces`).
+  `opt_state` are donated. It is traced at most once per width bucket (`darling_jax.tracing.max_traces`).
   `init_opt_state(trainable)` is the jitted optimizer init; `learning_rates` float32 `[total_steps]` the
   schedule, step by step.
   """
@@ -222,7 +222,7 @@ def make_train_step(graphdef, config: TrainConfig, total_steps: int, logits_fn=c
     return (trainable, frozen), opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
   num_buckets = len(width_buckets(config.max_length))
-  train_step = jax.jit(chex.assert_max_traces(step, n=num_buckets), static_argnames=("graphdef",),
+  train_step = jax.jit(max_traces(step, n=num_buckets), static_argnames=("graphdef",),
                        donate_argnames=("state", "opt_state"))
   schedule = learning_rate_schedule(config, total_steps)
   learning_rates = np.asarray(jax.jit(jax.vmap(schedule))(np.arange(total_steps)), np.float32)

@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,6 +36,7 @@ from darling_jax.models.config import DecoderConfig
 from darling_jax.tasks.char_tokenizer import BOS, EOS, PAD, countdown_tokenizer, countdown_vocab
 from darling_jax.tasks.countdown import format_prompt
 from darling_jax.tasks.spelling import respell
+from darling_jax.tracing import max_traces
 
 PROMPT_SEPARATOR = " "  # between "Expression:" and the response
 
@@ -201,8 +201,8 @@ def make_sft_step(graphdef, config: SftConfig):
   """`(train_step, init_opt_state)` for one model structure and config.
 
   `train_step(graphdef, params, rest, opt_state, batch) -> (params, opt_state, {"loss", "grad_norm"})` with
-  `params` / `opt_state` donated; traced once (`chex.assert_max_traces`), since every batch has the shape
-  `[batch_size, max_len]`. `rest` is the model's non-parameter state (not updated).
+  `params` / `opt_state` donated; traced once (`darling_jax.tracing.max_traces`, a chex guard of its own), since
+  every batch has the shape `[batch_size, max_len]`. `rest` is the model's non-parameter state (not updated).
   """
   optimizer = sft_optimizer(config)
 
@@ -211,7 +211,7 @@ def make_sft_step(graphdef, config: SftConfig):
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
-  train_step = jax.jit(chex.assert_max_traces(step, n=1), static_argnames=("graphdef",),
+  train_step = jax.jit(max_traces(step, n=1), static_argnames=("graphdef",),
                        donate_argnames=("params", "opt_state"))
   return train_step, jax.jit(optimizer.init)
 
