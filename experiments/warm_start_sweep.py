@@ -10,7 +10,7 @@ target (`wrong_value`), use a number more often than the prompt holds it (`wrong
 The datasets are generated in memory (`darling_jax.data.countdown_problems`), the same problems the builder
 would write.
 
-Command (from the repository root; about 20 minutes on 2 CPU cores for the default variants):
+Command (from the repository root; about 15 minutes on 2 CPU cores for the default variants):
 
     python experiments/warm_start_sweep.py                                  # every variant but steps_2000
     python experiments/warm_start_sweep.py --variants=default,easier_data   # some
@@ -21,7 +21,6 @@ It prints one markdown row per variant as it finishes. Results: experiments/READ
 from __future__ import annotations
 
 import pathlib
-import sys
 import time
 from typing import Any
 
@@ -46,7 +45,7 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "steps_600": {"sft": {"steps": 600}},
     "lr_1e-2": {"sft": {"learning_rate": 1e-2}},
     "easier_data": {"data": {"target_range": (10, 20), "min_strategies": 4}},  # 6.2 strategies per test problem
-    "steps_2000": {"sft": {"steps": 2000}},  # about 25 minutes here: not in the default list
+    "steps_2000": {"sft": {"steps": 2000}},  # 16 min of SFT here: not in the default list
 }
 DEFAULT_VARIANTS = [name for name in VARIANTS if name != "steps_2000"]
 
@@ -130,4 +129,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  sys.exit(app.run(main))
+  app.run(main)
