@@ -124,8 +124,6 @@ def read_jsonl_prompts(path: str | os.PathLike[str], *, prompt_field: str | None
     JsonlFormatError: Malformed content; the message names the file, the line and the problem.
   """
   path = pathlib.Path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f"no JSONL prompt file at {path}")
   prompt_fields = PROMPT_FIELDS if prompt_field is None else (prompt_field,)
   answer_fields = ANSWER_FIELDS if answer_field is None else (answer_field,)
   expects_answers = None if answer_field is None else True
