@@ -15,11 +15,15 @@ Set-up (the default config's data, policy and SFT settings; only the number of s
 - rows: `sft_examples` with `--spellings_per_problem` spellings per training problem (`default_rng(seed)`);
   batches of `sft.batch_size` rows drawn with replacement (`default_rng(seed + 1)`);
 - optimizer: `SftConfig` of the config with `steps=--steps` (warmup, then cosine decay over all the steps);
-- probe rows: 4 spellings of each test problem (`default_rng(seed + 5)`).
+- probe rows: 4 spellings of each test problem (`default_rng(seed + 5)`);
+- `--prompt_numbers=own_tokens`: the prompt's numbers and target digits get tokens of their own, which the
+  policy never writes (`own_token_prompt_ids`; the policy's vocabulary grows by 20). Its own digits are then
+  the only plain digits in its context.
 
 Command (from the repository root; 4,000 steps took 53 min on the 2-core dev machine):
 
     python experiments/warm_start_bookkeeping.py --steps=4000
+    python experiments/warm_start_bookkeeping.py --steps=4000 --prompt_numbers=own_tokens
 
 It prints one JSON line per probe / evaluation. Results: experiments/README.md.
 """
@@ -56,10 +60,29 @@ _EVAL_EVERY = flags.DEFINE_integer("eval_every", 1000, "Steps between sampled ev
 _SPELLINGS = flags.DEFINE_integer("spellings_per_problem", 16, "SFT rows per training problem.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "/tmp/darling_warm_start_data", "Where the dataset is written.")
 _CONFIG = flags.DEFINE_string("config", str(DEFAULT_CONFIG), "The run config whose warm start is trained.")
+_PROMPT_NUMBERS = flags.DEFINE_enum(
+    "prompt_numbers", "characters", ["characters", "own_tokens"],
+    "How the prompt writes its numbers and target: as the characters of `format_prompt` (the trainer's "
+    "prompt), or with tokens of their own that the policy never writes (see `own_token_prompt_ids`).")
 
 _PROBE_SPELLINGS = 4  # probe rows per test problem
 _EVAL_SAMPLES = 8     # sampled responses per test problem
 _FIRST_DIGITS = range(1, 10)  # the numbers are 1..9: the digits a number can start with
+
+
+def own_token_prompt_ids(tokenizer, numbers, target) -> list[int]:
+  """`countdown_prompt_ids` with each prompt number `n` written as token `V + n` and each target digit `c` as
+  `V + 10 + c` (`V = len(tokenizer)`: a policy vocabulary of `V + 20`), so that the only plain digits in the
+  policy's context are the ones it wrote itself."""
+  def characters(text):
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+  base = len(tokenizer)
+  ids = [tokenizer.bos_token_id] + characters("Numbers:")
+  for number in numbers:
+    ids += characters(" ") + [base + int(number)]
+  return (ids + characters(" Target: ") + [base + 10 + int(digit) for digit in str(int(target))]
+          + characters(" Expression: "))
 
 
 def bookkeeping_positions(tokenizer, problems: list[dict[str, Any]], rows
@@ -116,12 +139,14 @@ def make_probe(graphdef, rest, tokenizer, problems, rows, max_len: int):
   return probe, [float(np.mean(blind[k])) for k in sorted(blind)]
 
 
-def verdict_shares(model, tokenizer, problems, *, max_new_tokens: int, seed: int) -> dict[str, float]:
+def verdict_shares(model, tokenizer, problems, prompt_ids, *, max_new_tokens: int, seed: int) -> dict[str, float]:
   """Share of each `response_verdict` among `_EVAL_SAMPLES` samples (temperature 1) per problem."""
-  out = generate(model, [countdown_prompt_ids(tokenizer, p["numbers"], p["target"]) for p in problems],
+  out = generate(model, [prompt_ids(tokenizer, p["numbers"], p["target"]) for p in problems],
                  num_samples=_EVAL_SAMPLES, max_new_tokens=max_new_tokens, eos_ids=[tokenizer.eos_token_id],
                  rng=jax.random.key(seed), temperature=1.0, pad_id=tokenizer.pad_token_id)
-  texts = decode_responses(tokenizer, out.tokens, out.mask, [tokenizer.eos_token_id], group_size=_EVAL_SAMPLES)
+  tokens = np.asarray(out.tokens)  # a prompt-only token (own_tokens) in a response decodes as <unk>
+  tokens = np.where(tokens >= len(tokenizer), tokenizer.unk_token_id, tokens)
+  texts = decode_responses(tokenizer, tokens, out.mask, [tokenizer.eos_token_id], group_size=_EVAL_SAMPLES)
   verdicts = collections.Counter(response_verdict(text, p["numbers"], p["target"])[0]
                                  for p, group in zip(problems, texts) for text in group)
   total = sum(verdicts.values())
@@ -138,12 +163,15 @@ def main(argv):
   tokenizer = countdown_tokenizer()
   sft = SftConfig(**{**dict(config.sft), "steps": _STEPS.value, "seed": seed,
                      "spellings_per_problem": _SPELLINGS.value})
+  own_tokens = _PROMPT_NUMBERS.value == "own_tokens"
+  prompt_ids = own_token_prompt_ids if own_tokens else countdown_prompt_ids
   rows = sft_examples(train, np.random.default_rng(seed), spellings_per_problem=sft.spellings_per_problem,
-                      tokenizer=tokenizer)
+                      tokenizer=tokenizer, prompt_ids=prompt_ids)
   probe_rows = sft_examples(test, np.random.default_rng(seed + 5), spellings_per_problem=_PROBE_SPELLINGS,
-                            tokenizer=tokenizer)
+                            tokenizer=tokenizer, prompt_ids=prompt_ids)
 
-  model = init_model(policy_config(**dict(config.policy)), seed=seed)
+  policy = dict(config.policy) | ({"vocab_size": len(tokenizer) + 20} if own_tokens else {})
+  model = init_model(policy_config(**policy), seed=seed)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   train_step, init_opt_state = make_sft_step(graphdef, sft)
   opt_state = init_opt_state(params)
@@ -168,7 +196,7 @@ def main(argv):
              train_loss=round(float(np.mean(losses[-_PROBE_EVERY.value:])), 4), heldout_loss=round(loss, 4),
              p_available_by_number=[round(s, 3) for s in shares])
     if step % _EVAL_EVERY.value == 0:
-      shares = verdict_shares(nnx.merge(graphdef, params, rest), tokenizer, test,
+      shares = verdict_shares(nnx.merge(graphdef, params, rest), tokenizer, test, prompt_ids,
                               max_new_tokens=config.rl.max_new_tokens, seed=1)
       report(step=step, verdicts={verdict: round(share, 4) for verdict, share in shares.items()})
 

@@ -69,7 +69,8 @@ class SftRow(NamedTuple):
 
 
 def sft_examples(problems: Sequence[dict[str, Any]], rng: np.random.Generator, *, spellings_per_problem: int,
-                 tokenizer=None, paren_prob: float = 0.2) -> list[SftRow]:
+                 tokenizer=None, paren_prob: float = 0.2,
+                 prompt_ids: Callable[..., list[int]] | None = None) -> list[SftRow]:
   """`spellings_per_problem` rows per problem, each a uniformly drawn strategy in a fresh random spelling.
 
   Args:
@@ -78,6 +79,7 @@ def sft_examples(problems: Sequence[dict[str, Any]], rng: np.random.Generator, *
     spellings_per_problem: rows per problem (>= 1).
     tokenizer: the character tokenizer (default: `countdown_tokenizer()`).
     paren_prob: `respell`'s redundant-parenthesis probability.
+    prompt_ids: `(tokenizer, numbers, target) -> token ids` of a prompt (default: `countdown_prompt_ids`).
 
   Returns:
     The rows, problem by problem.
@@ -92,7 +94,7 @@ def sft_examples(problems: Sequence[dict[str, Any]], rng: np.random.Generator, *
     if not solutions:
       raise ValueError(f"problem {index} ({problem.get('numbers')!r}, target {problem.get('target')!r}) has no "
                        "solutions")
-    prompt = countdown_prompt_ids(tokenizer, problem["numbers"], problem["target"])
+    prompt = (prompt_ids or countdown_prompt_ids)(tokenizer, problem["numbers"], problem["target"])
     for _ in range(spellings_per_problem):
       prompts.append(prompt)
       responses.append(respell(solutions[int(rng.integers(len(solutions)))], rng, paren_prob=paren_prob))

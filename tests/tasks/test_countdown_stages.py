@@ -62,6 +62,18 @@ def test_sft_examples_rows(problems, tokenizer):
     pad_sft_batch(rows[:1], 8, 0)
 
 
+def test_sft_examples_take_another_prompt_encoding(problems, tokenizer):
+  def marked_prompt(tokenizer, numbers, target):  # any encoding: here the default one with a marker in front
+    return [tokenizer.unk_token_id] + countdown_prompt_ids(tokenizer, numbers, target)
+
+  default = sft_examples(problems["train"], np.random.default_rng(0), spellings_per_problem=2, tokenizer=tokenizer)
+  marked = sft_examples(problems["train"], np.random.default_rng(0), spellings_per_problem=2, tokenizer=tokenizer,
+                        prompt_ids=marked_prompt)
+  for (ids, prompt_length), (marked_ids, marked_length) in zip(default, marked):
+    assert marked_length == prompt_length + 1
+    assert marked_ids == [tokenizer.unk_token_id] + ids  # same responses: the prompt does not consume the rng
+
+
 def test_micro_sft_loss_goes_down(problems, tokenizer):
   model = init_model(policy_config(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
                                    num_kv_heads=2, head_dim=16), seed=0)
