@@ -23,7 +23,7 @@ Set-up (the default config's data, policy and SFT settings; only the number of s
 Command (from the repository root; 4,000 steps took 53 min on the 2-core dev machine):
 
     python experiments/warm_start_bookkeeping.py --steps=4000
-    python experiments/warm_start_bookkeeping.py --steps=4000 --prompt_numbers=own_tokens
+    python experiments/warm_start_bookkeeping.py --steps=4000 --prompt_numbers=own_tokens --eval_every=500
 
 It prints one JSON line per probe / evaluation. Results: experiments/README.md.
 """
