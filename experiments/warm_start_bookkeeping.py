@@ -71,18 +71,18 @@ _FIRST_DIGITS = range(1, 10)  # the numbers are 1..9: the digits a number can st
 
 
 def own_token_prompt_ids(tokenizer, numbers, target) -> list[int]:
-  """`countdown_prompt_ids` with each prompt number `n` written as token `V + n` and each target digit `c` as
-  `V + 10 + c` (`V = len(tokenizer)`: a policy vocabulary of `V + 20`), so that the only plain digits in the
-  policy's context are the ones it wrote itself."""
-  def characters(text):
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
+  """`countdown_prompt_ids` with each prompt number `n` (in [1, 9]) written as token `V + n` and each target
+  digit `c` as `V + 10 + c` (`V = len(tokenizer)`: a policy vocabulary of `V + 20`), so that the only plain
+  digits in the policy's context are the ones it wrote itself."""
+  ids = countdown_prompt_ids(tokenizer, numbers, target)
+  digit_values = {tokenizer.convert_tokens_to_ids(str(d)): d for d in range(10)}
+  at = [i for i, token in enumerate(ids) if token in digit_values]  # the numbers' digits, then the target's
+  if len(at) != len(numbers) + len(str(int(target))):
+    raise ValueError(f"own_token_prompt_ids needs numbers in [1, 9], got {list(numbers)}")
   base = len(tokenizer)
-  ids = [tokenizer.bos_token_id] + characters("Numbers:")
-  for number in numbers:
-    ids += characters(" ") + [base + int(number)]
-  return (ids + characters(" Target: ") + [base + 10 + int(digit) for digit in str(int(target))]
-          + characters(" Expression: "))
+  for order, i in enumerate(at):
+    ids[i] = base + digit_values[ids[i]] + (0 if order < len(numbers) else 10)
+  return ids
 
 
 def bookkeeping_positions(tokenizer, problems: list[dict[str, Any]], rows
