@@ -28,7 +28,8 @@ def get_config() -> ml_collections.ConfigDict:
       hidden_size=128, intermediate_size=256, num_layers=2, num_heads=4, num_kv_heads=4, head_dim=32,
       max_position_embeddings=128))
   # SftConfig: the supervised warm start (its seed is config.seed).
-  config.sft = ml_collections.ConfigDict(dict(steps=200, batch_size=32, learning_rate=3e-3, warmup=20))
+  config.sft = ml_collections.ConfigDict(dict(
+      steps=1200, batch_size=32, learning_rate=3e-3, warmup=20, spellings_per_problem=16, max_len=24))
 
   # The task's pair classifier (darling_jax.tasks.countdown_classifier.train_countdown_classifier).
   config.classifier = ml_collections.ConfigDict(dict(

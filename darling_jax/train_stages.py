@@ -50,7 +50,12 @@ def policy_stage(directory: pathlib.Path, tokenizer, problems: list[dict], confi
   info = _read_info(directory)
   if info is not None:
     print(f"policy: reusing the warm start in {directory}", flush=True)
-    return load_pretrained(str(directory)), {"sft": info}
+    model = load_pretrained(str(directory))
+    if model.config.vocab_size < len(tokenizer):  # e.g. a warm start from before the prompt digits
+      raise ValueError(f"the warm start in {directory} has vocab_size={model.config.vocab_size}, fewer than the "
+                       f"tokenizer's {len(tokenizer)} tokens: it was trained for another prompt encoding; delete "
+                       f"{directory} to train it again")
+    return model, {"sft": info}
   model = init_model(policy_config(**dict(config.policy)), seed=config.seed)
   if config.sft.steps == 0:  # no warm start (tests, or RL from scratch): the initialisation is the policy
     save_pretrained(model, str(directory), tokenizer=tokenizer)

@@ -16,14 +16,21 @@ Set-up (the default config's data, policy and SFT settings; only the number of s
   batches of `sft.batch_size` rows drawn with replacement (`default_rng(seed + 1)`);
 - optimizer: `SftConfig` of the config with `steps=--steps` (warmup, then cosine decay over all the steps);
 - probe rows: 4 spellings of each test problem (`default_rng(seed + 5)`);
-- `--prompt_numbers=own_tokens`: the prompt's numbers and target digits get tokens of their own, which the
-  policy never writes (`own_token_prompt_ids`; the policy's vocabulary grows by 20). Its own digits are then
-  the only plain digits in its context.
+- `--prompt_numbers` picks the prompt encoding (`PROMPTS`):
+  - `characters`: `"Numbers: 3 5 7 2 Target: 26 Expression: "` in characters, the trainer's prompt until
+    2026-11-29 (policy vocabulary 42, as then);
+  - `own_tokens`: the same text with the numbers in number digits `<n3>` and the target in target digits
+    `<t2><t6>`, tokens the policy never needs to write (`own_token_prompt_ids`); its own digits are then the
+    only plain digits in its context;
+  - `policy`: the trainer's compact prompt `<n3><n5><n7><n2><t2><t6>:` (`countdown_prompt_ids`);
+  - `policy_spaces`: `<n3> <n5> <n7> <n2> <t2><t6>:`; `policy_plain_target`: `<n3><n5><n7><n2>=26:`.
+  Rows are padded to 64 tokens for the first two and to the config's `sft.max_len` (32) for the others.
 
-Command (from the repository root; 4,000 steps took 53 min on the 2-core dev machine):
+Commands (from the repository root; times on the 2-core dev machine):
 
-    python experiments/warm_start_bookkeeping.py --steps=4000
+    python experiments/warm_start_bookkeeping.py --steps=4000                       # 53 min
     python experiments/warm_start_bookkeeping.py --steps=4000 --prompt_numbers=own_tokens --eval_every=500
+    python experiments/warm_start_bookkeeping.py --steps=1000 --prompt_numbers=policy --eval_every=500
 
 It prints one JSON line per probe / evaluation. Results: experiments/README.md.
 """
@@ -47,8 +54,8 @@ from darling_jax.data import prepare_countdown
 from darling_jax.data.loader import decode_record
 from darling_jax.models import init_model
 from darling_jax.sampling import decode_responses, generate
-from darling_jax.tasks.char_tokenizer import countdown_tokenizer
-from darling_jax.tasks.countdown import response_verdict
+from darling_jax.tasks.char_tokenizer import NUMBER_DIGITS, TARGET_DIGITS, countdown_tokenizer
+from darling_jax.tasks.countdown import format_prompt, response_verdict
 from darling_jax.tasks.countdown_sft import (SftConfig, countdown_prompt_ids, make_sft_step, pad_sft_batch,
                                              policy_config, sft_examples)
 
@@ -61,28 +68,64 @@ _SPELLINGS = flags.DEFINE_integer("spellings_per_problem", 16, "SFT rows per tra
 _DATA_DIR = flags.DEFINE_string("data_dir", "/tmp/darling_warm_start_data", "Where the dataset is written.")
 _CONFIG = flags.DEFINE_string("config", str(DEFAULT_CONFIG), "The run config whose warm start is trained.")
 _PROMPT_NUMBERS = flags.DEFINE_enum(
-    "prompt_numbers", "characters", ["characters", "own_tokens"],
-    "How the prompt writes its numbers and target: as the characters of `format_prompt` (the trainer's "
-    "prompt), or with tokens of their own that the policy never writes (see `own_token_prompt_ids`).")
+    "prompt_numbers", "characters", ["characters", "own_tokens", "policy", "policy_spaces",
+                                     "policy_plain_target"],
+    "The prompt encoding (see `PROMPTS`): `characters` (the readable `format_prompt` text in characters, the "
+    "trainer's prompt until 2026-11-29), `own_tokens` (the same text with prompt digits), `policy` (the "
+    "trainer's compact prompt, `countdown_prompt_ids`), and two variants of it.")
+_MAX_LEN = flags.DEFINE_integer("max_len", None, "Rows are padded to this many tokens (default: 64 for the "
+                                "readable prompts, the config's sft.max_len for the compact ones).")
 
 _PROBE_SPELLINGS = 4  # probe rows per test problem
 _EVAL_SAMPLES = 8     # sampled responses per test problem
 _FIRST_DIGITS = range(1, 10)  # the numbers are 1..9: the digits a number can start with
 
 
+def character_prompt_ids(tokenizer, numbers, target) -> list[int]:
+  """`<bos>` + `format_prompt(numbers, target) + " "` in characters (`"Numbers: 3 5 7 2 Target: 26
+  Expression: "`): the policy's prompt until 2026-11-29."""
+  text = format_prompt(numbers, target) + " "
+  return [tokenizer.bos_token_id] + list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def own_token_prompt_ids(tokenizer, numbers, target) -> list[int]:
-  """`countdown_prompt_ids` with each prompt number `n` (in [1, 9]) written as token `V + n` and each target
-  digit `c` as `V + 10 + c` (`V = len(tokenizer)`: a policy vocabulary of `V + 20`), so that the only plain
-  digits in the policy's context are the ones it wrote itself."""
-  ids = countdown_prompt_ids(tokenizer, numbers, target)
+  """`character_prompt_ids` with each prompt number `n` (in [1, 9]) written as the number digit `<n{n}>`
+  (token 42 + n) and each target digit `c` as `<t{c}>` (token 52 + c), so that the only plain digits in the
+  policy's context are the ones it wrote itself."""
+  ids = character_prompt_ids(tokenizer, numbers, target)
   digit_values = {tokenizer.convert_tokens_to_ids(str(d)): d for d in range(10)}
   at = [i for i, token in enumerate(ids) if token in digit_values]  # the numbers' digits, then the target's
   if len(at) != len(numbers) + len(str(int(target))):
     raise ValueError(f"own_token_prompt_ids needs numbers in [1, 9], got {list(numbers)}")
-  base = len(tokenizer)
+  own = tokenizer.convert_tokens_to_ids
   for order, i in enumerate(at):
-    ids[i] = base + digit_values[ids[i]] + (0 if order < len(numbers) else 10)
+    ids[i] = own((NUMBER_DIGITS if order < len(numbers) else TARGET_DIGITS)[digit_values[ids[i]]])
   return ids
+
+
+def spaced_prompt_ids(tokenizer, numbers, target) -> list[int]:
+  """`countdown_prompt_ids` with a space after each number: `<n3> <n5> <n7> <n2> <t2><t6>:` (numbers in
+  [0, 9])."""
+  ids, space = countdown_prompt_ids(tokenizer, numbers, target), tokenizer.convert_tokens_to_ids(" ")
+  return ids[:1] + [token for n in ids[1:1 + len(numbers)] for token in (n, space)] + ids[1 + len(numbers):]
+
+
+def plain_target_prompt_ids(tokenizer, numbers, target) -> list[int]:
+  """`countdown_prompt_ids` with the target in plain characters after `=`: `<n3><n5><n7><n2>=26:` (numbers in
+  [0, 9])."""
+  ids = countdown_prompt_ids(tokenizer, numbers, target)
+  target_text = "=" + str(int(target))
+  return ids[:1 + len(numbers)] + list(tokenizer(target_text, add_special_tokens=False)["input_ids"]) + [ids[-1]]
+
+
+# name -> (prompt encoding, policy vocabulary size): the readable character prompt keeps its old 42 tokens.
+PROMPTS = {
+    "characters": (character_prompt_ids, 42),
+    "own_tokens": (own_token_prompt_ids, None),
+    "policy": (countdown_prompt_ids, None),
+    "policy_spaces": (spaced_prompt_ids, None),
+    "policy_plain_target": (plain_target_prompt_ids, None),
+}
 
 
 def bookkeeping_positions(tokenizer, problems: list[dict[str, Any]], rows
@@ -144,9 +187,8 @@ def verdict_shares(model, tokenizer, problems, prompt_ids, *, max_new_tokens: in
   out = generate(model, [prompt_ids(tokenizer, p["numbers"], p["target"]) for p in problems],
                  num_samples=_EVAL_SAMPLES, max_new_tokens=max_new_tokens, eos_ids=[tokenizer.eos_token_id],
                  rng=jax.random.key(seed), temperature=1.0, pad_id=tokenizer.pad_token_id)
-  tokens = np.asarray(out.tokens)  # a prompt-only token (own_tokens) in a response decodes as <unk>
-  tokens = np.where(tokens >= len(tokenizer), tokenizer.unk_token_id, tokens)
-  texts = decode_responses(tokenizer, tokens, out.mask, [tokenizer.eos_token_id], group_size=_EVAL_SAMPLES)
+  texts = decode_responses(tokenizer, np.asarray(out.tokens), out.mask, [tokenizer.eos_token_id],
+                           group_size=_EVAL_SAMPLES)
   verdicts = collections.Counter(response_verdict(text, p["numbers"], p["target"])[0]
                                  for p, group in zip(problems, texts) for text in group)
   total = sum(verdicts.values())
@@ -161,16 +203,17 @@ def main(argv):
   builder = prepare_countdown(_DATA_DIR.value, **{**data, "target_range": tuple(data["target_range"])})
   train, test = ([decode_record(r) for r in builder.as_data_source(split)] for split in ("train", "test"))
   tokenizer = countdown_tokenizer()
-  sft = SftConfig(**{**dict(config.sft), "steps": _STEPS.value, "seed": seed,
+  prompt_ids, vocab_size = PROMPTS[_PROMPT_NUMBERS.value]
+  readable = _PROMPT_NUMBERS.value in ("characters", "own_tokens")
+  max_len = _MAX_LEN.value or (64 if readable else config.sft.max_len)
+  sft = SftConfig(**{**dict(config.sft), "steps": _STEPS.value, "seed": seed, "max_len": max_len,
                      "spellings_per_problem": _SPELLINGS.value})
-  own_tokens = _PROMPT_NUMBERS.value == "own_tokens"
-  prompt_ids = own_token_prompt_ids if own_tokens else countdown_prompt_ids
   rows = sft_examples(train, np.random.default_rng(seed), spellings_per_problem=sft.spellings_per_problem,
                       tokenizer=tokenizer, prompt_ids=prompt_ids)
   probe_rows = sft_examples(test, np.random.default_rng(seed + 5), spellings_per_problem=_PROBE_SPELLINGS,
                             tokenizer=tokenizer, prompt_ids=prompt_ids)
 
-  policy = dict(config.policy) | ({"vocab_size": len(tokenizer) + 20} if own_tokens else {})
+  policy = dict(config.policy) | {"vocab_size": vocab_size or len(tokenizer)}
   model = init_model(policy_config(**policy), seed=seed)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   train_step, init_opt_state = make_sft_step(graphdef, sft)

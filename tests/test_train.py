@@ -21,7 +21,9 @@ from safetensors.numpy import load_file
 
 from darling_jax import train, train_stages
 from darling_jax.config_files import load_config
+from darling_jax.models import init_model, save_pretrained
 from darling_jax.tasks.char_tokenizer import countdown_tokenizer
+from darling_jax.tasks.countdown_sft import policy_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "configs" / "default.py"
@@ -121,6 +123,16 @@ def test_train_and_evaluate_micro_run_reuses_its_stages(tmp_path, capsys):
   assert threshold == config.classifier.threshold
   saved = load_file(str(tmp_path / "policy_sft" / "model.safetensors"))
   np.testing.assert_array_equal(np.asarray(policy.embed_tokens[...]), saved["model.embed_tokens.weight"])
+
+
+def test_a_cached_warm_start_for_another_vocabulary_is_refused(tmp_path):
+  directory = tmp_path / "policy_sft"
+  save_pretrained(init_model(policy_config(vocab_size=42, hidden_size=32, intermediate_size=64, num_heads=2,
+                                           num_kv_heads=2, head_dim=16), seed=0), str(directory))
+  (directory / train_stages.STAGE_INFO_FILE).write_text(json.dumps({"steps": 200}))
+  config = _parse(["--config", str(DEFAULT)])
+  with pytest.raises(ValueError, match=r"policy_sft has vocab_size=42, fewer than the tokenizer's 62 tokens"):
+    train_stages.policy_stage(directory, countdown_tokenizer(), [], config)
 
 
 # The kill/resume runs skip the learned stages (oracle diversity, no warm start): what is checked is that the

@@ -56,10 +56,15 @@ def _check_numbers(numbers: Sequence[int]) -> list[int]:
   return checked
 
 
+def check_prompt_numbers(numbers: Sequence[int], target: int) -> tuple[list[int], int]:
+  """`(numbers, target)` as Python ints; a clear `ValueError` for numbers outside [0, 999999] or non-ints."""
+  return _check_numbers(numbers), checked_int(target, "target")
+
+
 def format_prompt(numbers: Sequence[int], target: int) -> str:
-  """The fixed prompt, e.g. `"Numbers: 3 5 7 2 Target: 26 Expression:"`."""
-  numbers = _check_numbers(numbers)
-  target = checked_int(target, "target")
+  """The readable prompt (the datasets' `prompt` field), e.g. `"Numbers: 3 5 7 2 Target: 26 Expression:"`.
+  The policy reads a compact token form of it (`darling_jax.tasks.countdown_sft.format_policy_prompt`)."""
+  numbers, target = check_prompt_numbers(numbers, target)
   return f"Numbers: {' '.join(str(number) for number in numbers)} Target: {target} Expression:"
 
 

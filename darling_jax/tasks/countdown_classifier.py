@@ -48,8 +48,9 @@ _DEFAULT_MIX = {"positive": 0.45, "strategies": 0.3, "mutant": 0.1, "random": 0.
 
 
 def classifier_config(**overrides) -> BertClassifierConfig:
-  """The default Countdown equivalence classifier: a 2-layer BERT, hidden 64, over the 42 character tokens,
-  `CLASSIFIER_MAX_LENGTH` positions, 2 labels (0 = different, 1 = same strategy). `overrides` replace fields."""
+  """The default Countdown equivalence classifier: a 2-layer BERT, hidden 64, over the 62-token Countdown
+  vocabulary, `CLASSIFIER_MAX_LENGTH` positions, 2 labels (0 = different, 1 = same strategy). `overrides`
+  replace fields."""
   vocab = countdown_vocab()
   defaults = dict(vocab_size=len(vocab), hidden_size=64, num_layers=2, num_heads=4, intermediate_size=256,
                   num_labels=2, max_position_embeddings=CLASSIFIER_MAX_LENGTH, pad_token_id=vocab[PAD])

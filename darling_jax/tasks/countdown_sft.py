@@ -1,17 +1,21 @@
 """Supervised warm start of the tiny Countdown policy: next-token cross-entropy on respelled solutions.
 
 A fresh policy writes nothing parseable, so RL has no reward to climb. A short supervised stage on
-`prompt + respelled solution + <eos>` rows teaches the format (and, given enough steps, some arithmetic). The
-aim is a pass@1 at temperature 1 on held-out problems that is low but not zero, leaving DARLING room to improve
-quality and strategy diversity. The default 200 steps (a CPU budget) mostly teach the format: in the default run
-92% of the warm-start policy's samples parse, but pass@1 is 0.9%, because 69% use a number more often than the
-prompt holds it (`darling_jax.evaluation.evaluate_countdown` reports these `responses/*` shares).
+`prompt + respelled solution + <eos>` rows teaches the format and some arithmetic. The aim is a pass@1 at
+temperature 1 on held-out problems that is low but not zero, leaving DARLING room to improve quality and
+strategy diversity (see README for what `configs/default.py`'s warm start reaches).
 
-Rows are `<bos> + format_prompt(numbers, target) + " "` (the prompt, `countdown_prompt_ids`) followed by the
-response characters and `<eos>`, all in the character tokenizer (`darling_jax.tasks.char_tokenizer`). The loss
-is the mean cross-entropy over response tokens (the `<eos>` included), never the prompt. One jitted step
-(`nnx.split` at the boundary, parameters and optimizer state donated) runs AdamW with a linear warmup and a
-cosine decay; every batch is right-padded to `SftConfig.max_len`, so it compiles once.
+The policy's prompt is compact: `<bos>`, the numbers in number digits, the target in target digits, then `:`
+(`format_policy_prompt`: `"<n3><n5><n7><n2><t2><t6>:"` for numbers 3 5 7 2 and target 26; 8 tokens). Prompt
+digits are tokens the policy never needs to write (`darling_jax.tasks.char_tokenizer`), so its context tells
+the numbers it was given from the ones it has used. With the readable `format_prompt` text
+instead, the same policy copies the numbers but keeps no count of them, and most samples use a number too
+often (experiments/README.md, "Does the warm start learn which numbers it has used?").
+
+Rows are `countdown_prompt_ids` followed by the response characters and `<eos>`. The loss is the mean
+cross-entropy over response tokens (the `<eos>` included), never the prompt. One jitted step (`nnx.split` at
+the boundary, parameters and optimizer state donated) runs AdamW with a linear warmup and a cosine decay;
+every batch is right-padded to `SftConfig.max_len`, so it compiles once.
 
     tokenizer = countdown_tokenizer()
     model = init_model(policy_config(), seed=0)
@@ -33,19 +37,19 @@ import optax
 from flax import nnx
 
 from darling_jax.models.config import DecoderConfig
-from darling_jax.tasks.char_tokenizer import BOS, EOS, PAD, countdown_tokenizer, countdown_vocab
-from darling_jax.tasks.countdown import format_prompt
+from darling_jax.tasks.char_tokenizer import (BOS, EOS, NUMBER_DIGITS, PAD, TARGET_DIGITS, countdown_tokenizer,
+                                              countdown_vocab)
+from darling_jax.tasks.countdown import check_prompt_numbers
 from darling_jax.tasks.spelling import respell
 from darling_jax.tracing import max_traces
 
-PROMPT_SEPARATOR = " "  # between "Expression:" and the response
-
 
 def policy_config(**overrides) -> DecoderConfig:
-  """The default tiny Countdown policy: a 2-layer Llama-style decoder, hidden 128, MLP 256, over the 42-token
-  character vocabulary (about 0.33M parameters, tied embeddings, 128 positions). `overrides` replace fields.
+  """The default tiny Countdown policy: a 2-layer Llama-style decoder, hidden 128, MLP 256, over the 62-token
+  Countdown vocabulary (about 0.33M parameters, tied embeddings, 128 positions). `overrides` replace fields.
 
-  Sized for CPU: one SFT step of 32 rows x 64 tokens costs about 0.7-1.2 CPU-seconds on the 2-core dev machine."""
+  Sized for CPU: in `configs/default.py`'s run an SFT step of 32 rows x 24 tokens took 0.22 s on the 2-core dev
+  machine."""
   vocab = countdown_vocab()
   defaults = dict(
       vocab_size=len(vocab), hidden_size=128, intermediate_size=256, num_layers=2, num_heads=4, num_kv_heads=4,
@@ -54,10 +58,26 @@ def policy_config(**overrides) -> DecoderConfig:
   return DecoderConfig(**(defaults | overrides))
 
 
+def format_policy_prompt(numbers: Sequence[int], target: int) -> str:
+  """The policy's prompt text: the numbers in number digits, the target in target digits, then `:`.
+
+  Numbers of one digit are one token each, with nothing between them: `format_policy_prompt([3, 5, 7, 2], 26)
+  == "<n3><n5><n7><n2><t2><t6>:"`. If some number has more digits, a space follows each number to delimit it:
+  `format_policy_prompt([3, 12], 26) == "<n3> <n1><n2> <t2><t6>:"`.
+  """
+  numbers, target = check_prompt_numbers(numbers, target)
+  if target < 0:
+    raise ValueError(f"target must be >= 0 to be written in target digits, got {target}")
+  delimiter = " " if any(number > 9 for number in numbers) else ""
+  spelled = "".join("".join(NUMBER_DIGITS[int(digit)] for digit in str(number)) + delimiter for number in numbers)
+  return spelled + "".join(TARGET_DIGITS[int(digit)] for digit in str(target)) + ":"
+
+
 def countdown_prompt_ids(tokenizer, numbers: Sequence[int], target: int) -> list[int]:
-  """The policy's prompt: `<bos>` + `format_prompt(numbers, target)` + `PROMPT_SEPARATOR`, as token ids."""
-  text = format_prompt(numbers, target) + PROMPT_SEPARATOR
-  return [tokenizer.bos_token_id] + list(tokenizer(text, add_special_tokens=False)["input_ids"])
+  """The policy's prompt: `<bos>` + `format_policy_prompt(numbers, target)`, as token ids (one per digit, per
+  delimiting space and for the final `:`)."""
+  ids = tokenizer(format_policy_prompt(numbers, target), add_special_tokens=False)["input_ids"]
+  return [tokenizer.bos_token_id] + list(ids)
 
 
 # ---------------------------------------------------------------- data

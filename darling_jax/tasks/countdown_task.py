@@ -1,7 +1,7 @@
 """Countdown as an RL task: prompt tokens, quality reward and ground-truth equivalence classes of responses.
 
     task = CountdownTask(countdown_tokenizer())
-    ids = task.prompt_ids(batch)                 # B lists: <bos> + "Numbers: 3 5 7 2 Target: 26 Expression: "
+    ids = task.prompt_ids(batch)                 # B lists: <bos> + "<n3><n5><n7><n2><t2><t6>:"
     task.quality(texts, batch)                   # f32 [B, G]: 1 for an exact solution, else 0 (never eval-ed)
     task.oracle_classes(texts, batch)            # int32 [B, G]: same class iff the same strategy
 

@@ -6,7 +6,8 @@ import transformers
 
 from darling_jax.equivalence.encoding import PairFormat, tokenize_responses
 from darling_jax.tasks import enumerate_solutions, format_prompt, generate_problem
-from darling_jax.tasks.char_tokenizer import COUNTDOWN_ALPHABET, SPECIAL_TOKENS, countdown_tokenizer
+from darling_jax.tasks.char_tokenizer import (COUNTDOWN_ALPHABET, NUMBER_DIGITS, SPECIAL_TOKENS, TARGET_DIGITS,
+                                              countdown_tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def task_texts():
 
 
 def test_vocabulary_is_small_with_fixed_special_ids(tokenizer):
-  assert len(tokenizer) == tokenizer.vocab_size == len(SPECIAL_TOKENS) + len(COUNTDOWN_ALPHABET) < 64
+  assert len(tokenizer) == tokenizer.vocab_size == len(SPECIAL_TOKENS) + len(COUNTDOWN_ALPHABET) + 20 == 62
   assert (tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id,
           tokenizer.cls_token_id, tokenizer.sep_token_id) == (0, 1, 2, 3, 4, 5)
   assert tokenizer.convert_ids_to_tokens(list(range(6))) == list(SPECIAL_TOKENS)
@@ -42,6 +43,17 @@ def test_round_trip_of_every_task_text(tokenizer, task_texts):
   assert tokenizer.batch_decode(ids) == task_texts
   spaced = " 3 * (7+5)\n= 36 "
   assert tokenizer.decode(tokenizer(spaced, add_special_tokens=False)["input_ids"]) == spaced
+
+
+def test_prompt_digits_are_whole_tokens_that_decode_as_written(tokenizer):
+  digits = NUMBER_DIGITS + TARGET_DIGITS
+  assert tokenizer.convert_tokens_to_ids(list(digits)) == list(range(42, 62))
+  ids = tokenizer("<n3> <n1><n2> <t2><t6>:", add_special_tokens=False)["input_ids"]
+  assert tokenizer.convert_ids_to_tokens(ids) == ["<n3>", " ", "<n1>", "<n2>", " ", "<t2>", "<t6>", ":"]
+  # Not special: a response that writes one keeps it when decoded as the sampler does, and then does not parse.
+  response = tokenizer("3*<n7>+5", add_special_tokens=False)["input_ids"]
+  assert tokenizer.batch_decode([response], skip_special_tokens=True) == ["3*<n7>+5"]
+  assert tokenizer("<n>", add_special_tokens=False)["input_ids"][0] == tokenizer.unk_token_id  # only whole tokens
 
 
 def test_special_tokens_and_unknown_characters(tokenizer):
@@ -70,6 +82,9 @@ def test_save_and_load(tokenizer, task_texts, tmp_path):
   assert ids == tokenizer(task_texts, add_special_tokens=False)["input_ids"]
   assert loaded.batch_decode(ids) == task_texts
   assert loaded(task_texts[0])["input_ids"][0] == loaded.bos_token_id
+  policy_prompt = "<n3> <n5> <t2><t6>:"
+  assert loaded(policy_prompt, add_special_tokens=False)["input_ids"] == tokenizer(
+      policy_prompt, add_special_tokens=False)["input_ids"]
 
 
 def test_formats_classifier_pairs(tokenizer):

@@ -7,7 +7,6 @@ from darling_jax.data.countdown_builder import CountdownConfig, countdown_proble
 from darling_jax.equivalence.encoding import PairFormat
 from darling_jax.models import init_model
 from darling_jax.tasks.char_tokenizer import countdown_tokenizer
-from darling_jax.tasks.countdown import format_prompt
 from darling_jax.tasks.countdown_classifier import (
     CLASSIFIER_MAX_LENGTH,
     PAIR_KINDS,
@@ -20,6 +19,7 @@ from darling_jax.tasks.countdown_classifier import (
 from darling_jax.tasks.countdown_sft import (
     SftConfig,
     countdown_prompt_ids,
+    format_policy_prompt,
     pad_sft_batch,
     policy_config,
     sft_examples,
@@ -40,7 +40,7 @@ def tokenizer():
 
 def test_policy_config_is_tiny_and_fits_the_task(tokenizer):
   config = policy_config()
-  assert config.vocab_size == len(tokenizer) == 42
+  assert config.vocab_size == len(tokenizer) == 62
   assert 0.3e6 <= config.num_params <= 2e6
   assert config.max_position_embeddings >= 64
   assert config.eos_token_id == tokenizer.eos_token_id
@@ -52,7 +52,7 @@ def test_sft_examples_rows(problems, tokenizer):
   for index, (ids, prompt_length) in enumerate(rows):
     problem = problems["train"][index // 3]
     assert ids[:prompt_length] == countdown_prompt_ids(tokenizer, problem["numbers"], problem["target"])
-    assert tokenizer.decode(ids[1:prompt_length]) == format_prompt(problem["numbers"], problem["target"]) + " "
+    assert tokenizer.decode(ids[1:prompt_length]) == format_policy_prompt(problem["numbers"], problem["target"])
     assert ids[0] == tokenizer.bos_token_id and ids[-1] == tokenizer.eos_token_id
     response = tokenizer.decode(ids[prompt_length:-1])
     assert canonical_form(parse_expression(response)) in problem["canonical_forms"]
@@ -60,6 +60,20 @@ def test_sft_examples_rows(problems, tokenizer):
   assert batch["loss_mask"][0].sum() == len(rows[0].token_ids) - rows[0].prompt_length  # response + eos
   with pytest.raises(ValueError, match="max_len"):
     pad_sft_batch(rows[:1], 8, 0)
+
+
+def test_policy_prompt_writes_numbers_and_target_in_digits_of_their_own(tokenizer):
+  assert format_policy_prompt([3, 5, 7, 2], 26) == "<n3><n5><n7><n2><t2><t6>:"
+  assert format_policy_prompt([3, 12], 0) == "<n3> <n1><n2> <t0>:"  # a space delimits multi-digit numbers
+  ids = countdown_prompt_ids(tokenizer, [3, 5, 7, 2], 26)
+  assert ids == [tokenizer.bos_token_id] + tokenizer.convert_tokens_to_ids(
+      ["<n3>", "<n5>", "<n7>", "<n2>", "<t2>", "<t6>", ":"])
+  # The policy's own digits are the only plain digits in its context: none in the prompt.
+  assert not set(ids) & set(tokenizer.convert_tokens_to_ids(list("0123456789")))
+  with pytest.raises(ValueError, match="target must be >= 0.*-4"):
+    format_policy_prompt([3, 5], -4)
+  with pytest.raises(ValueError, match="numbers must lie in"):
+    format_policy_prompt([3, -5], 8)
 
 
 def test_sft_examples_take_another_prompt_encoding(problems, tokenizer):
