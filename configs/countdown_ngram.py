@@ -1,5 +1,8 @@
 """DARLING with lexical diversity on Countdown (the paper's 4-gram ablation): quality × 4-gram novelty, no classifier.
 
+The n-grams are of characters (`rl.ngram_unit="char"`, set in default.py): a Countdown expression is one
+whitespace word, so word 4-grams would give every response diversity 0, hence reward 0 and no update.
+
   python -m darling_jax.train --config configs/countdown_ngram.py --workdir /tmp/darling_ngram
 
 Everything else is configs/default.py (same data, warm start, classifier, update and evaluation).

@@ -40,7 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.rl = ml_collections.ConfigDict(dict(
       steps=100, prompts_per_step=8, group_size=8, max_new_tokens=24, temperature=1.0,
       diversity_source="classifier", reward_mode="multiplicative", add_bias=False, diversity_weight=1.0,
-      diversity_floor=0.1, normalize_std=False, ngram_n=4))
+      diversity_floor=0.1, normalize_std=False, ngram_n=4,
+      ngram_unit="char"))  # "ngram" source: Countdown expressions have no spaces, so no word n-grams
 
   # UpdateConfig (darling_jax.grpo.update): the paper's math setting (no KL, 4 minibatches per rollout batch,
   # token-mean PPO-clip with dual clip), with a learning rate for a 0.6M-parameter model. (Not named

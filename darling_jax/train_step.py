@@ -34,6 +34,7 @@ from flax import nnx
 
 from darling_jax import rewards, sharding
 from darling_jax.diversity import diversity_scores, ngram_diversity, partition
+from darling_jax.diversity.ngram import UNITS as NGRAM_UNITS
 from darling_jax.grpo import TrainState, global_rollout_batch, group_advantages, rollout_batch
 from darling_jax.sampling import decode_responses, generate
 
@@ -68,6 +69,7 @@ class StepConfig:
     diversity_floor: the floor of `diversity_scores` (0.1 in the paper).
     normalize_std: divide advantages by the group std (GRPO: True; DARLING: False).
     ngram_n: n of the "ngram" source.
+    ngram_unit: units of the "ngram" source's n-grams, "word" or "char" (`ngram_diversity`).
   """
 
   group_size: int = 8
@@ -80,6 +82,7 @@ class StepConfig:
   diversity_floor: float = 0.1
   normalize_std: bool = False
   ngram_n: int = 4
+  ngram_unit: str = "word"
 
   def __post_init__(self):
     checks = (
@@ -90,6 +93,7 @@ class StepConfig:
         ("reward_mode", self.reward_mode in rewards.COMBINE_MODES, f"one of {rewards.COMBINE_MODES}"),
         ("diversity_floor", 0 <= self.diversity_floor <= 1, "in [0, 1]"),
         ("ngram_n", self.ngram_n >= 1, ">= 1"),
+        ("ngram_unit", self.ngram_unit in NGRAM_UNITS, f"one of {NGRAM_UNITS}"),
     )
     for name, ok, requirement in checks:
       if not ok:
@@ -169,7 +173,7 @@ class TrainStep:
     """(f32 `[B, G]` diversity, int32 `[B, G]` classes or None) from the configured source."""
     c = self.config
     if c.diversity_source == "ngram":
-      return np.asarray(ngram_diversity(texts, n=c.ngram_n), np.float32), None
+      return np.asarray(ngram_diversity(texts, n=c.ngram_n, unit=c.ngram_unit), np.float32), None
     if c.diversity_source == "oracle":
       class_ids = oracle
     else:

@@ -31,3 +31,5 @@ def test_count_classes_and_config_errors():
     StepConfig(group_size=1)
   with pytest.raises(ValueError, match="rl.diversity_source"):
     StepConfig(diversity_source="bleu")
+  with pytest.raises(ValueError, match="rl.ngram_unit"):
+    StepConfig(ngram_unit="token")

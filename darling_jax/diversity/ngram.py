@@ -8,11 +8,14 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def ngram_diversity(groups: Sequence[Sequence[str]], n: int = 4) -> np.ndarray:
+UNITS = ("word", "char")
+
+
+def ngram_diversity(groups: Sequence[Sequence[str]], n: int = 4, unit: str = "word") -> np.ndarray:
   """Share of each response's n-grams that no other response of its group contains.
 
   Follows the official baseline (`ngram` in `verl/verl/utils/reward_score/diversity_rewards.py`):
-  responses are split on whitespace (case kept), and
+  responses are split on whitespace (case kept; `unit="word"`), and
 
     Div_ngram(y_i) = |set(ngrams(y_i)) - union_{j != i} set(ngrams(y_j))| / (len(words(y_i)) - n + 1).
 
@@ -22,19 +25,25 @@ def ngram_diversity(groups: Sequence[Sequence[str]], n: int = 4) -> np.ndarray:
   of its n-grams appears elsewhere (e.g. "a b a b a" with n = 2: {"a b", "b a"} unique, 4 positions -> 0.5).
   A response with fewer than n words has no n-gram and scores 0. Two identical responses score 0 each.
 
+  With `unit="char"` the units are characters instead of words (for responses without spaces, such as
+  Countdown expressions, which have no word n-gram at all and would all score 0).
+
   Args:
     groups: B groups, each a sequence of the same number G of response strings.
     n: n-gram length, a positive integer.
+    unit: `"word"` (whitespace-separated words, the official baseline) or `"char"`.
 
   Returns:
     float32[B, G] scores in [0, 1]; shape (0, 0) when `groups` is empty.
 
   Raises:
-    ValueError: if `n` is not a positive integer, a group is not a sequence of strings, or groups have
+    ValueError: if `n` is not a positive integer, `unit` is unknown, a group is not a sequence of strings, or groups have
       different sizes (the message names the first offending group index).
   """
   if isinstance(n, bool) or not isinstance(n, int) or n < 1:
     raise ValueError(f"n must be a positive integer, got {n!r}")
+  if unit not in UNITS:
+    raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
   if isinstance(groups, str):
     raise ValueError("groups must be a sequence of groups of strings, got a single string")
   groups = list(groups)
@@ -54,7 +63,7 @@ def ngram_diversity(groups: Sequence[Sequence[str]], n: int = 4) -> np.ndarray:
 
   scores = np.zeros((len(groups), group_size), np.float32)
   for group_index, group in enumerate(groups):
-    words_per_response = [response.split() for response in group]
+    words_per_response = [response.split() if unit == "word" else list(response) for response in group]
     ngram_sets = [{tuple(words[start:start + n]) for start in range(len(words) - n + 1)}
                   for words in words_per_response]
     # Number of responses of the group that contain each n-gram.

@@ -62,7 +62,8 @@ class Linear(nnx.Module):
     self.bias = param(rngs, zeros_init, (out_dim,), (axes[1],), param_dtype) if use_bias else None
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    y = jnp.dot(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+    y = jnp.dot(x.astype(self.dtype).reshape(-1, x.shape[-1]), self.kernel[...].astype(self.dtype))
+    y = y.reshape(*x.shape[:-1], y.shape[-1])
     if self.bias is not None:
       y = y + self.bias[...].astype(self.dtype)
     return y

@@ -59,3 +59,16 @@ def test_bad_n_raises(bad_n):
 def test_non_string_response_raises():
   with pytest.raises(ValueError, match=r"groups\[0\]"):
     ngram_diversity([["a", 3]])
+
+
+def test_character_ngrams_score_responses_without_spaces():
+  group = ["3*7+5", "5+7*3", "3*7+5", "(5+7)*2"]
+  np.testing.assert_array_equal(ngram_diversity([group], n=4), [[0.0] * 4])  # one word each: no word 4-gram
+  # "3*7+5": its 4-grams "3*7+" and "*7+5" are also the third response's -> 0. "5+7*3": "5+7*" and "+7*3" are
+  # in no other response -> 1. "(5+7)*2": "(5+7", "5+7)", "+7)*", "7)*2" are in no other response -> 1.
+  np.testing.assert_allclose(ngram_diversity([group], n=4, unit="char"), [[0.0, 1.0, 0.0, 1.0]])
+
+
+def test_unknown_unit_is_an_error():
+  with pytest.raises(ValueError, match="unit must be one of"):
+    ngram_diversity([["a b"]], n=1, unit="token")
