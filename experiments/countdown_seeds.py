@@ -16,7 +16,7 @@ Variants:
     python experiments/countdown_seeds.py --seeds=0,1,2 --runs_dir=/tmp/countdown_seeds
 
 It prints one JSON line per finished run, then a table of the test-split metrics (100 problems × 8 samples at
-T=1) as mean ± sample std over the seeds (nan where a config does not measure a metric: countdown_ngram.py
+T=1) as mean ± sample std over the seeds, then each variant's difference from grpo paired by seed (nan where a config does not measure a metric: countdown_ngram.py
 loads no classifier). A finished run is not rerun (its summary.json is read back). Results:
 experiments/README.md.
 """
@@ -111,6 +111,21 @@ def main(argv):
       cells.append(f"{values.mean() * scale:.2f} ± {std:.2f}")
     print(f"| {name} | " + " | ".join(cells) + " |")
   print("\n(pass@k and classifier accuracy in %; distinct_correct@8 is a count, the oracle's is ~4.7)")
+  if "grpo" in variants and len(seeds) > 1:
+    print("\nPaired with grpo on the same seed (same warm start): mean difference ± its standard error "
+          "(std / sqrt(seeds)), and the seeds on which the variant is ahead\n")
+    print("| variant − grpo | " + " | ".join(METRICS[:3]) + " |")
+    print("|---" * 4 + "|")
+    for name in variants:
+      if name == "grpo":
+        continue
+      cells = []
+      for metric in METRICS[:3]:
+        scale = 100.0 if metric.startswith("pass@") else 1.0
+        diff = scale * np.array([a[metric] - b[metric] for a, b in zip(results[name], results["grpo"])])
+        cells.append(f"{diff.mean():+.2f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.2f} "
+                     f"({int((diff > 0).sum())}/{len(diff)})")
+      print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -100,8 +100,10 @@ def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: np.ndarray) -> jax.
 class KVCache:
   """Explicit per-layer key/value cache.
 
-  k, v: per layer `[B, num_kv_heads, S, head_dim]` (compute dtype; heads before slots, so attention reads each
-  head's keys contiguously); `valid`: int32 `[B, S]`, 1 where a slot
+  k: per layer `[B, num_kv_heads, head_dim, S]` and v: per layer `[B, num_kv_heads, S, head_dim]` (compute
+  dtype). Keys are stored transposed, slots minor, so that the scores are a plain `[G, D] @ [D, S]` matmul per
+  kv head: with slots major (`[.., S, D]`, the keys transposed inside the matmul) XLA:CPU took a third of a
+  small model's decode step on them, and 28% less with this layout. `valid`: int32 `[B, S]`, 1 where a slot
   holds a real (non-padding) token; `end_index`: int32 scalar, slots `[0, end_index)` have been written (all
   rows advance together; prompts are left-padded so their last tokens line up).
   """
@@ -113,9 +115,10 @@ class KVCache:
 
   @classmethod
   def init(cls, config: DecoderConfig, batch_size: int, max_length: int) -> KVCache:
-    shape = (batch_size, config.num_kv_heads, max_length, config.head_dim)
-    zeros = tuple(jnp.zeros(shape, config.dtype) for _ in range(config.num_layers))
-    return cls(k=zeros, v=tuple(jnp.zeros(shape, config.dtype) for _ in range(config.num_layers)),
+    k_shape = (batch_size, config.num_kv_heads, config.head_dim, max_length)
+    v_shape = (batch_size, config.num_kv_heads, max_length, config.head_dim)
+    return cls(k=tuple(jnp.zeros(k_shape, config.dtype) for _ in range(config.num_layers)),
+               v=tuple(jnp.zeros(v_shape, config.dtype) for _ in range(config.num_layers)),
                valid=jnp.zeros((batch_size, max_length), jnp.int32), end_index=jnp.zeros((), jnp.int32))
 
   @property
@@ -166,20 +169,20 @@ class Attention(nnx.Module):
       q, k = self.q_norm(q), self.k_norm(k)
     inv_freq = rope_inv_freq(self.head_dim, self.rope)  # static: constant-folded at trace time
     q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
-    k, v = k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)  # [B, Hkv, T, D]
+    k, v = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)  # k [B, Hkv, D, T], v [B, Hkv, T, D]
     if cache_kv is not None:
-      k_all = jax.lax.dynamic_update_slice_in_dim(cache_kv[0], k.astype(cache_kv[0].dtype), write_index, axis=2)
+      k_all = jax.lax.dynamic_update_slice_in_dim(cache_kv[0], k.astype(cache_kv[0].dtype), write_index, axis=3)
       v_all = jax.lax.dynamic_update_slice_in_dim(cache_kv[1], v.astype(cache_kv[1].dtype), write_index, axis=2)
       new_cache = (k_all, v_all)
     else:
       k_all, v_all, new_cache = k, v, None
-    s = k_all.shape[2]
+    s = k_all.shape[3]
     groups = self.num_heads // self.num_kv_heads
-    # Queries grouped per kv head as `[B, Hkv, G*T, D]`: plain batched matmuls against `[B, Hkv, S, D]` keys
+    # Queries grouped per kv head as `[B, Hkv, G*T, D]`: plain batched matmuls against `[B, Hkv, D, S]` keys
     # (a separate size-1 T axis in the einsum makes XLA:CPU's decode-step attention ~5x slower).
     q = q.reshape(b, t, self.num_kv_heads, groups, self.head_dim).transpose(0, 2, 3, 1, 4)
     q = q.reshape(b, self.num_kv_heads, groups * t, self.head_dim)
-    scores = jnp.einsum("bkqd,bksd->bkqs", q, k_all.astype(q.dtype), preferred_element_type=jnp.float32)
+    scores = jnp.einsum("bkqd,bkds->bkqs", q, k_all.astype(q.dtype), preferred_element_type=jnp.float32)
     scores = scores.reshape(b, self.num_kv_heads, groups, t, s) * (self.head_dim ** -0.5)
     allowed = (jnp.arange(s)[None, :] <= query_slots[:, None])[None] & (key_mask[:, None, :] > 0)  # [B, T, S]
     scores = jnp.where(allowed[:, None, None], scores, _MASK_VALUE)

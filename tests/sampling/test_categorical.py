@@ -22,3 +22,23 @@ def test_point_mass_and_rows_independent():
   assert (draws[:, 0] == 1).all()
   assert set(draws[:, 1].tolist()) == {0, 1, 2}
   assert draws.dtype == np.int32
+
+
+def test_blocked_cumsum_matches_cumsum_for_any_vocabulary_size():
+  from darling_jax.sampling.categorical import blocked_cumsum
+  rng = np.random.default_rng(0)
+  for vocab in (1, 2, 5, 64, 1000, 4096, 49153):
+    x = rng.uniform(0, 1, (3, vocab)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(jax.jit(blocked_cumsum)(x)), np.cumsum(x.astype(np.float64), -1),
+                               rtol=2e-6, atol=1e-6 * vocab, err_msg=f"vocab {vocab}")
+
+
+def test_large_vocabulary_distribution_and_excluded_entries():
+  vocab, rows = 5000, 40000
+  probs = np.zeros(vocab)
+  probs[[7, 4095, 4096, 4999]] = [0.1, 0.2, 0.3, 0.4]  # across block boundaries; every other entry excluded
+  draws = np.asarray(_sample(jax.random.key(5), jnp.broadcast_to(jnp.log(jnp.asarray(probs, jnp.float32)),
+                                                                  (rows, vocab))))
+  freq = np.bincount(draws, minlength=vocab) / rows
+  assert set(np.flatnonzero(freq).tolist()) <= {7, 4095, 4096, 4999}
+  assert 0.5 * np.abs(freq - probs).sum() < 0.01, freq[[7, 4095, 4096, 4999]]
