@@ -192,10 +192,11 @@ def bidirectional_attention(q: jax.Array, k: jax.Array, v: jax.Array, allowed: j
     `[B, T, H * D]` in q's dtype.
   """
   b, t, h, d = q.shape
-  scores = jnp.einsum("bthd,bshd->bhts", q, k, preferred_element_type=jnp.float32) * (d ** -0.5)
+  q, k, v = q.transpose(0, 2, 1, 3), k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)  # q, v [B,H,T,D]; k [B,H,D,S]
+  scores = jnp.einsum("bhtd,bhds->bhts", q, k, preferred_element_type=jnp.float32) * (d ** -0.5)
   scores = jnp.where(allowed[:, None], scores, _MASK_VALUE)
   probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
-  return jnp.einsum("bhts,bshd->bthd", probs, v).reshape(b, t, h * d)
+  return jnp.einsum("bhts,bhsd->bhtd", probs, v).transpose(0, 2, 1, 3).reshape(b, t, h * d)
 
 
 def check_input(input_ids: jax.Array, attention_mask: jax.Array | None, max_positions: int) -> jax.Array:
