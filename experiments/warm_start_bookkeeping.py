@@ -24,7 +24,8 @@ Set-up (the default config's data, policy and SFT settings; only the number of s
     only plain digits in its context;
   - `policy`: the trainer's compact prompt `<n3><n5><n7><n2><t2><t6>:` (`countdown_prompt_ids`);
   - `policy_spaces`: `<n3> <n5> <n7> <n2> <t2><t6>:`; `policy_plain_target`: `<n3><n5><n7><n2>=26:`.
-  Rows are padded to 64 tokens for the first two and to the config's `sft.max_len` (32) for the others.
+  Rows are padded to 64 tokens for the first two and to `--max_len` (default: the config's `sft.max_len`, 24)
+  for the others.
 
 Commands (from the repository root; times on the 2-core dev machine):
 
