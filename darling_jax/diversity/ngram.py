@@ -37,8 +37,8 @@ def ngram_diversity(groups: Sequence[Sequence[str]], n: int = 4, unit: str = "wo
     float32[B, G] scores in [0, 1]; shape (0, 0) when `groups` is empty.
 
   Raises:
-    ValueError: if `n` is not a positive integer, `unit` is unknown, a group is not a sequence of strings, or groups have
-      different sizes (the message names the first offending group index).
+    ValueError: if `n` is not a positive integer, `unit` is unknown, a group is not a sequence of strings, or
+      groups have different sizes (the message names the first offending group index).
   """
   if isinstance(n, bool) or not isinstance(n, int) or n < 1:
     raise ValueError(f"n must be a positive integer, got {n!r}")

@@ -30,7 +30,8 @@ def blocked_cumsum(x: jax.Array) -> jax.Array:
 
   The V entries are cut into blocks of b ≈ √V: the sums within each block are `[R, V/b, b] @ triu(ones(b, b))`
   and each block's offset is the exclusive running sum of the block totals, `[R, V/b] @ triu(ones, k=1)`.
-  `jnp.cumsum` on CPU is an associative scan of ~5·log2(V) small ops, several times slower at decode sizes.
+  On the 2-core CPU, jitted, `[64, 4096]`: 0.22 ms median against 0.62 ms for `jnp.cumsum` (46 HLO
+  instructions there); `[8, 49152]`: 0.59 against 0.84 ms.
   Sums are rounded like any f32 dot product: not bitwise monotone, to within float rounding of the true sums.
   """
   rows, vocab = x.shape
