@@ -51,6 +51,11 @@ _RUNS_DIR = flags.DEFINE_string("runs_dir", "/tmp/countdown_seeds", "one subdire
 _RL_STEPS = flags.DEFINE_integer("rl_steps", None, "override config.rl.steps (default: the config's)")
 
 
+def percent_scale(metric: str) -> float:
+  """100 for the metrics printed in % (pass@k, classifier accuracy), 1 for counts."""
+  return 100.0 if metric.startswith(("pass@", "classifier/")) else 1.0
+
+
 def run_config(variant: str, seed: int) -> "ml_collections.ConfigDict":  # noqa: F821
   """The config of `variant` with `seed` (and `--rl_steps`), progress bar off."""
   file, overrides = VARIANTS[variant]
@@ -106,7 +111,7 @@ def main(argv):
     cells = []
     for metric in METRICS:
       values = np.array([e.get(metric, np.nan) for e in evals], dtype=np.float64)
-      scale = 100.0 if metric.startswith("pass@") or metric.startswith("classifier/") else 1.0
+      scale = percent_scale(metric)
       std = values.std(ddof=1) * scale if len(values) > 1 else float("nan")
       cells.append(f"{values.mean() * scale:.2f} ± {std:.2f}")
     print(f"| {name} | " + " | ".join(cells) + " |")
@@ -121,8 +126,7 @@ def main(argv):
         continue
       cells = []
       for metric in METRICS[:3]:
-        scale = 100.0 if metric.startswith("pass@") else 1.0
-        diff = scale * np.array([a[metric] - b[metric] for a, b in zip(results[name], results["grpo"])])
+        diff = percent_scale(metric) * np.array([a[metric] - b[metric] for a, b in zip(results[name], results["grpo"])])
         cells.append(f"{diff.mean():+.2f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.2f} "
                      f"({int((diff > 0).sum())}/{len(diff)})")
       print(f"| {name} | " + " | ".join(cells) + " |")
