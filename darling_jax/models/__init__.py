@@ -23,7 +23,7 @@ from darling_jax.models.config import DecoderConfig, RopeConfig
 from darling_jax.models.decoder import DecoderLM, init_model
 from darling_jax.models.gguf_checkpoint import read_gguf
 from darling_jax.models.hf_checkpoint import model_from_source, save_pretrained
-from darling_jax.models.layers import KVCache
+from darling_jax.models.kv_cache import KVCache
 from darling_jax.models.tensor_sources import SafetensorsSource
 from darling_jax.models.tokenizer import load_tokenizer
 

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from darling_jax.models.config import DecoderConfig
-from darling_jax.models.layers import MLP, Attention, KVCache, RMSNorm, param
+from darling_jax.models.kv_cache import KVCache
+from darling_jax.models.layers import MLP, Attention, RMSNorm, param, rope_cos_sin, rope_inv_freq
 
 
 def embed_init(key, shape, dtype):
@@ -24,9 +25,9 @@ class DecoderLayer(nnx.Module):
     self.post_attention_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps, param_dtype=c.param_dtype, rngs=rngs)
     self.mlp = MLP(c, rngs=rngs)
 
-  def __call__(self, x, positions, key_mask, query_slots, cache_kv, write_index):
-    attn_out, new_kv = self.self_attn(self.input_layernorm(x), positions, key_mask, query_slots, cache_kv,
-                                      write_index)
+  def __call__(self, x, rope, key_mask, query_slots, cache_kv, write_index, prefix=None):
+    attn_out, new_kv = self.self_attn(self.input_layernorm(x), rope, key_mask, query_slots, cache_kv, write_index,
+                                      prefix)
     x = x + attn_out
     x = x + self.mlp(self.post_attention_layernorm(x))
     return x, new_kv
@@ -72,36 +73,53 @@ class DecoderLM(nnx.Module):
     hidden, _ = self._run_layers(input_ids, positions, attention_mask, jnp.arange(t), None, None)
     return hidden
 
-  def forward_with_cache(self, input_ids: jax.Array, cache: KVCache,
-                         attention_mask: jax.Array | None = None) -> tuple[jax.Array, KVCache]:
+  def forward_with_cache(self, input_ids: jax.Array, cache: KVCache, attention_mask: jax.Array | None = None,
+                         prefix: KVCache | None = None) -> tuple[jax.Array, KVCache]:
     """Appends `input_ids` (int32 `[B, T]`) at slots `[cache.end_index, cache.end_index + T)`.
 
-    Returns float32 logits `[B, T, V]` and the updated cache. Positions continue from each row's count of
-    cached real tokens; `attention_mask` (int32 `[B, T]`, default ones) marks padding among the new tokens.
+    Args:
+      input_ids: int32 `[B, T]`.
+      cache: the rows' cache.
+      attention_mask: int32 `[B, T]` (default ones), 0 marks padding among the new tokens.
+      prefix: None, or a cache of `Bp` rows (B a multiple of Bp) whose tokens come before all of `cache`'s:
+        row r continues prefix row `r // (B / Bp)`, which it reads but does not copy (a prompt's cache for its
+        samples). The prefix is not changed.
+
+    Returns:
+      float32 logits `[B, T, V]` and the updated cache. Positions continue from each row's count of cached real
+      tokens (its prefix row's included).
     """
     if attention_mask is None:
       attention_mask = jnp.ones_like(input_ids)
     attention_mask = attention_mask.astype(jnp.int32)
-    t = input_ids.shape[1]
-    positions = cache.next_positions()[:, None] + jnp.maximum(jnp.cumsum(attention_mask, axis=1) - 1, 0)
+    b, t = input_ids.shape
+    cached = cache.next_positions()
+    if prefix is not None:
+      if b % prefix.valid.shape[0]:
+        raise ValueError(f"{b} rows cannot continue a prefix of {prefix.valid.shape[0]} rows (not a multiple)")
+      cached = cached + jnp.repeat(prefix.next_positions(), b // prefix.valid.shape[0])
+    positions = cached[:, None] + jnp.maximum(jnp.cumsum(attention_mask, axis=1) - 1, 0)
     valid = jax.lax.dynamic_update_slice_in_dim(cache.valid, attention_mask, cache.end_index, axis=1)
     query_slots = cache.end_index + jnp.arange(t)
-    hidden, new_kv = self._run_layers(input_ids, positions, valid, query_slots, cache, cache.end_index)
+    hidden, new_kv = self._run_layers(input_ids, positions, valid, query_slots, cache, cache.end_index, prefix)
     new_cache = KVCache(k=tuple(k for k, _ in new_kv), v=tuple(v for _, v in new_kv), valid=valid,
                         end_index=cache.end_index + t)
     return self.logits(hidden), new_cache
 
-  def _run_layers(self, input_ids, positions, key_mask, query_slots, cache, write_index):
+  def _run_layers(self, input_ids, positions, key_mask, query_slots, cache, write_index, prefix=None):
     c = self.config
     x = jnp.take(self.embed_tokens[...], input_ids, axis=0).astype(c.dtype)
+    num_positions = None if cache is None else cache.max_length + (0 if prefix is None else prefix.max_length)
+    rope = rope_cos_sin(positions, rope_inv_freq(c.head_dim, c.rope), c.dtype, num_positions)  # for all layers
     new_kv = []
     for i, layer in enumerate(self.layers):
       cache_kv = (cache.k[i], cache.v[i]) if cache is not None else None
+      prefix_kv = (prefix.k[i], prefix.v[i], prefix.valid) if prefix is not None else None
       if c.remat:
-        x, kv = nnx.remat(lambda lyr, *a: lyr(*a))(layer, x, positions, key_mask, query_slots, cache_kv,
-                                                   write_index)
+        x, kv = nnx.remat(lambda lyr, *a: lyr(*a))(layer, x, rope, key_mask, query_slots, cache_kv, write_index,
+                                                   prefix_kv)
       else:
-        x, kv = layer(x, positions, key_mask, query_slots, cache_kv, write_index)
+        x, kv = layer(x, rope, key_mask, query_slots, cache_kv, write_index, prefix_kv)
       new_kv.append(kv)
     return self.norm(x), new_kv
 

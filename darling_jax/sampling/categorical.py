@@ -13,13 +13,21 @@ def sample_categorical(key: jax.Array, logits: jax.Array) -> jax.Array:
   """Draws one index per row from softmax(logits). logits: float32 `[R, V]` (-inf excluded) -> int32 `[R]`.
 
   Same distribution as `jax.random.categorical`, but it needs R random numbers rather than R·V: on CPU,
-  generating the V Gumbel samples per row costs more than a small model's whole decode step. The draw is
-  `u · total` located in the running sum of the unnormalised probabilities (`blocked_cumsum`); the first entry
-  of positive probability whose running sum exceeds it is taken, so a zero-probability entry is never picked.
+  generating the V Gumbel samples per row costs more than a small model's whole decode step.
+  """
+  return categorical_from_uniform(jax.random.uniform(key, logits.shape[:1], logits.dtype), logits)
+
+
+def categorical_from_uniform(uniform: jax.Array, logits: jax.Array) -> jax.Array:
+  """The index of each row's draw `uniform` (float `[R]` in [0, 1)) in softmax(logits `[R, V]`) -> int32 `[R]`.
+
+  Inverse CDF: `uniform · total` located in the running sum of the unnormalised probabilities
+  (`blocked_cumsum`); the first entry of positive probability whose running sum exceeds it is taken, so a
+  zero-probability entry is never picked. With `uniform` ~ U[0, 1) the index is distributed as softmax(logits).
   """
   weights = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
   cumulative = blocked_cumsum(weights)
-  point = jax.random.uniform(key, weights.shape[:1] + (1,), weights.dtype) * jnp.sum(weights, -1, keepdims=True)
+  point = uniform.astype(weights.dtype)[:, None] * jnp.sum(weights, -1, keepdims=True)
   above = (cumulative > point) & (weights > 0)
   # Rounding can leave every entry at or below `point` (it can round up to the total): take the most likely one.
   return jnp.where(jnp.any(above, axis=-1), jnp.argmax(above, axis=-1), jnp.argmax(logits, axis=-1)).astype(jnp.int32)

@@ -1,7 +1,8 @@
 """Jitted KV-cache sampler: G samples per prompt, groups contiguous, with per-token log-probabilities.
 
-Each prompt is prefilled once and its cache broadcast to its G samples; decoding is one `lax.while_loop` that
-stops when every row has finished or `max_new_tokens` is reached. Prompt lengths are bucketed to powers of two,
+Each prompt is prefilled once; its G samples decode against that one prompt cache (read as a shared prefix, not
+copied G times) plus a cache of their own tokens, in one `lax.while_loop` that stops when every row has finished
+or `max_new_tokens` is reached. Prompt lengths are bucketed to powers of two,
 so compilations are bounded by (#buckets × batch sizes × generation settings).
 """
 
@@ -17,8 +18,8 @@ import numpy as np
 from flax import nnx
 
 from darling_jax.models.decoder import DecoderLM
-from darling_jax.models.layers import KVCache
-from darling_jax.sampling.categorical import sample_categorical
+from darling_jax.models.kv_cache import KVCache
+from darling_jax.sampling.categorical import categorical_from_uniform
 from darling_jax.sampling.truncation import truncate_logits
 
 MIN_PROMPT_BUCKET = 8
@@ -84,32 +85,41 @@ DECODE_JIT = dict(static_argnames=("graphdef", "max_new_tokens", "temperature", 
 
 @functools.partial(jax.jit, **PREFILL_JIT)
 def prefill(graphdef, state, prompt_tokens, prompt_mask, *, num_samples: int, max_new_tokens: int):
-  """-> (cache for `B*G` rows with room for `max_new_tokens`, last-position logits float32 `[B*G, V]`)."""
+  """Runs the prompts `[B, P]` once.
+
+  Returns (the prompts' cache, B rows of P slots; an empty cache for the `B*G` samples' own `max_new_tokens`
+  tokens; the last position's logits float32 `[B*G, V]`, row `i*G + j` a copy of prompt i's).
+  """
   model: DecoderLM = nnx.merge(graphdef, state)
   batch, width = prompt_tokens.shape
-  cache = KVCache.init(model.config, batch, width + max_new_tokens)
-  logits, cache = model.forward_with_cache(prompt_tokens, cache, prompt_mask)
-  return cache.repeat(num_samples), jnp.repeat(logits[:, -1], num_samples, axis=0)
+  logits, prompt_cache = model.forward_with_cache(prompt_tokens, KVCache.init(model.config, batch, width),
+                                                  prompt_mask)
+  sample_cache = KVCache.init(model.config, batch * num_samples, max_new_tokens)
+  return prompt_cache, sample_cache, jnp.repeat(logits[:, -1], num_samples, axis=0)
 
 
 @functools.partial(jax.jit, **DECODE_JIT)
-def decode(graphdef, state, cache: KVCache, first_logits, rng, *, max_new_tokens: int, temperature: float,
-            top_p: float, top_k: int, eos_ids: tuple[int, ...], pad_id: int):
-  """Samples up to `max_new_tokens` tokens for every row.
+def decode(graphdef, state, prompt_cache: KVCache, cache: KVCache, first_logits, rng, *, max_new_tokens: int,
+           temperature: float, top_p: float, top_k: int, eos_ids: tuple[int, ...], pad_id: int):
+  """Samples up to `max_new_tokens` tokens for every row, row `i*G + j` continuing prompt i of `prompt_cache`.
 
-  Returns (tokens, mask, logprobs), each `[R, N]`, and the final cache: returning it lets XLA alias the donated
-  input cache, so decoding updates it in place instead of copying it into the loop.
+  Returns (tokens, mask, logprobs), each `[R, N]`, and the final samples' cache: returning it lets XLA alias the
+  donated input `cache`, so decoding updates it in place instead of copying it into the loop.
   """
   model: DecoderLM = nnx.merge(graphdef, state)
   rows = first_logits.shape[0]
   eos = jnp.asarray(eos_ids, jnp.int32)
 
+  # Step s draws its R uniforms with key `fold_in(rng, s)`; all N steps' draws are made here, in one vectorised
+  # call, rather than in the loop (on CPU the threefry hash is a loop of its own: 90 of a step's 220 XLA ops).
+  step_keys = jax.vmap(lambda step: jax.random.fold_in(rng, step))(jnp.arange(max_new_tokens))
+  uniforms = jax.vmap(lambda key: jax.random.uniform(key, (rows,), jnp.float32))(step_keys)  # [N, R]
+
   def choose(logits, step):
     """-> the sampled token int32 `[R]` and its log-probability under softmax(logits / T)."""
     scaled = logits / temperature if temperature > 0 else logits
     if temperature > 0:
-      key = jax.random.fold_in(rng, step)
-      token = sample_categorical(key, truncate_logits(scaled, top_k=top_k, top_p=top_p))
+      token = categorical_from_uniform(uniforms[step], truncate_logits(scaled, top_k=top_k, top_p=top_p))
     else:
       token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
     token_logit = jnp.take_along_axis(scaled, token[:, None], axis=-1)[:, 0]
@@ -125,7 +135,7 @@ def decode(graphdef, state, cache: KVCache, first_logits, rng, *, max_new_tokens
 
   def body(carry):
     step, cache, token = carry[:3]
-    logits, cache = model.forward_with_cache(token[:, None], cache)
+    logits, cache = model.forward_with_cache(token[:, None], cache, prefix=prompt_cache)
     return record((step, cache) + carry[2:], *choose(logits[:, -1], step))
 
   def cond(carry):
@@ -185,10 +195,11 @@ def generate(model: DecoderLM, prompt_ids, *, num_samples: int, max_new_tokens: 
   if batch_sharding is not None:
     tokens, mask = jax.device_put((tokens, mask), batch_sharding)
   graphdef, state = nnx.split(model)
-  cache, first_logits = prefill(graphdef, state, tokens, mask, num_samples=num_samples,
-                                 max_new_tokens=max_new_tokens)
+  prompt_cache, cache, first_logits = prefill(graphdef, state, tokens, mask, num_samples=num_samples,
+                                               max_new_tokens=max_new_tokens)
   out_tokens, out_mask, logprobs, _ = decode(
-      graphdef, state, cache, first_logits, rng, max_new_tokens=max_new_tokens, temperature=float(temperature),
-      top_p=float(top_p), top_k=int(top_k), eos_ids=eos_ids, pad_id=eos_ids[0] if pad_id is None else int(pad_id))
+      graphdef, state, prompt_cache, cache, first_logits, rng, max_new_tokens=max_new_tokens,
+      temperature=float(temperature), top_p=float(top_p), top_k=int(top_k), eos_ids=eos_ids,
+      pad_id=eos_ids[0] if pad_id is None else int(pad_id))
   return SampleOutput(tokens=out_tokens, mask=out_mask, logprobs=logprobs, prompt_tokens=jnp.asarray(tokens),
                       prompt_mask=jnp.asarray(mask))

@@ -72,6 +72,31 @@ def test_cached_decoding_matches_full_forward(tmp_path):
   assert int(cache.end_index) == full_ids.shape[1]
 
 
+@pytest.mark.parametrize("case", ["qwen3_tied_gqa4", "qwen2_qkv_bias"])
+def test_decoding_against_a_shared_prefix_matches_full_forward(tmp_path, case):
+  """Each of 3 prompts cached once; its 2 continuations decode with it as `prefix` (their own cache separate)."""
+  hf = _checkpoint(tmp_path, case)
+  model = load_pretrained(tmp_path)
+  ids, mask = left_padded_batch(hf.config.vocab_size, [7, 3, 6], seed=5)
+  extra = np.random.default_rng(6).integers(1, hf.config.vocab_size, (6, 4)).astype(np.int32)
+  full_ids = np.concatenate([np.repeat(ids, 2, axis=0), extra], axis=1)
+  full_mask = np.concatenate([np.repeat(mask, 2, axis=0), np.ones_like(extra)], axis=1)
+  full = np.asarray(forward(model, full_ids, full_mask))
+
+  step = jax.jit(lambda m, i, c, p: m.forward_with_cache(i, c, prefix=p))
+  _, prompt_cache = jax.jit(lambda m, i, c, a: m.forward_with_cache(i, c, a))(
+      model, ids, KVCache.init(model.config, batch_size=3, max_length=ids.shape[1]), mask)
+  cache = KVCache.init(model.config, batch_size=6, max_length=extra.shape[1])
+  steps = []
+  for t in range(extra.shape[1]):
+    logits, cache = step(model, extra[:, t:t + 1], cache, prompt_cache)
+    steps.append(logits[:, -1])
+  cached = np.stack([np.asarray(s) for s in steps], axis=1)
+  np.testing.assert_allclose(cached, full[:, ids.shape[1]:], atol=1e-4)
+  with pytest.raises(ValueError, match="5 rows cannot continue a prefix of 3 rows"):
+    model.forward_with_cache(extra[:5, :1], KVCache.init(model.config, 5, 2), prefix=prompt_cache)
+
+
 @pytest.mark.parametrize("mesh_shape", [(2, 2, 2), (1, 2, 4)])
 def test_sharded_load_matches_single_device(tmp_path, mesh_shape):
   _checkpoint(tmp_path, "qwen2_qkv_bias")
