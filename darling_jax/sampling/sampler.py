@@ -2,8 +2,8 @@
 
 Each prompt is prefilled once; its G samples decode against that one prompt cache (read as a shared prefix, not
 copied G times) plus a cache of their own tokens, in one `lax.while_loop` that stops when every row has finished
-or `max_new_tokens` is reached. Prompt lengths are bucketed to powers of two,
-so compilations are bounded by (#buckets × batch sizes × generation settings).
+or `max_new_tokens` is reached. Prompt lengths are bucketed to powers of two, so compilations are bounded by
+(#buckets × batch sizes × generation settings).
 """
 
 from __future__ import annotations
