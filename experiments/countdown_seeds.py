@@ -16,9 +16,9 @@ Variants:
     python experiments/countdown_seeds.py --seeds=0,1,2 --runs_dir=/tmp/countdown_seeds
 
 It prints one JSON line per finished run, then a table of the test-split metrics (100 problems × 8 samples at
-T=1) as mean ± sample std over the seeds, then each variant's difference from grpo paired by seed (nan where a config does not measure a metric: countdown_ngram.py
-loads no classifier). A finished run is not rerun (its summary.json is read back). Results:
-experiments/README.md.
+T=1) as mean ± sample std over the seeds, then each variant's difference from grpo paired by seed (nan where a
+config does not measure a metric: countdown_ngram.py loads no classifier). A finished run is not rerun (its
+summary.json is read back). Results: experiments/README.md.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import json
 import pathlib
 import shutil
 
+import ml_collections
 import numpy as np
 from absl import app, flags
 
@@ -56,7 +57,7 @@ def percent_scale(metric: str) -> float:
   return 100.0 if metric.startswith(("pass@", "classifier/")) else 1.0
 
 
-def run_config(variant: str, seed: int) -> "ml_collections.ConfigDict":  # noqa: F821
+def run_config(variant: str, seed: int) -> ml_collections.ConfigDict:
   """The config of `variant` with `seed` (and `--rl_steps`), progress bar off."""
   file, overrides = VARIANTS[variant]
   config = load_config(CONFIGS / file)
@@ -126,7 +127,8 @@ def main(argv):
         continue
       cells = []
       for metric in METRICS[:3]:
-        diff = percent_scale(metric) * np.array([a[metric] - b[metric] for a, b in zip(results[name], results["grpo"])])
+        pairs = zip(results[name], results["grpo"])
+        diff = percent_scale(metric) * np.array([a[metric] - b[metric] for a, b in pairs])
         cells.append(f"{diff.mean():+.2f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.2f} "
                      f"({int((diff > 0).sum())}/{len(diff)})")
       print(f"| {name} | " + " | ".join(cells) + " |")

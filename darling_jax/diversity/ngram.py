@@ -63,13 +63,13 @@ def ngram_diversity(groups: Sequence[Sequence[str]], n: int = 4, unit: str = "wo
 
   scores = np.zeros((len(groups), group_size), np.float32)
   for group_index, group in enumerate(groups):
-    words_per_response = [response.split() if unit == "word" else list(response) for response in group]
-    ngram_sets = [{tuple(words[start:start + n]) for start in range(len(words) - n + 1)}
-                  for words in words_per_response]
+    units_per_response = [response.split() if unit == "word" else list(response) for response in group]
+    ngram_sets = [{tuple(units[start:start + n]) for start in range(len(units) - n + 1)}
+                  for units in units_per_response]
     # Number of responses of the group that contain each n-gram.
     response_counts = collections.Counter(ngram for ngram_set in ngram_sets for ngram in ngram_set)
-    for response_index, (words, ngram_set) in enumerate(zip(words_per_response, ngram_sets)):
-      num_positions = len(words) - n + 1
+    for response_index, (units, ngram_set) in enumerate(zip(units_per_response, ngram_sets)):
+      num_positions = len(units) - n + 1
       if num_positions <= 0:
         continue
       num_unique = sum(1 for ngram in ngram_set if response_counts[ngram] == 1)
