@@ -32,6 +32,7 @@ setup(
     ],
     extras_require={
         # torch is pinned: a plain `torch` resolves to a multi-GB CUDA build on this machine.
-        "test": ["pytest>=8", "pytest-xdist", "torch==2.13.0", "accelerate"],  # accelerate: HF GGUF loading
+        # accelerate: transformers' GGUF loading in the parity tests; hypothesis: property tests of the tasks.
+        "test": ["pytest>=8", "pytest-xdist", "hypothesis>=6.100", "torch==2.13.0", "accelerate"],
     },
 )
