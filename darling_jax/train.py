@@ -1,21 +1,26 @@
-"""The main job: DARLING (or GRPO) on Countdown, from an empty workdir to an evaluated policy.
+"""The main job: DARLING (or GRPO) on a task's prompts with a policy, from an empty workdir to an evaluated policy.
 
     python -m darling_jax.train --config configs/default.py --workdir /tmp/darling
-    python -m darling_jax.train --config configs/default.py --workdir /tmp/darling --config.rl.group_size=16
+    python -m darling_jax.train --config configs/smollm2_math.py --workdir /tmp/math --config.rl.steps=100
 
-or, from a notebook, `train_and_evaluate(config, workdir)`. Stages a run needs and does not find in `workdir`
-are run and cached there, so a second run reuses them:
+or, from a notebook, `train_and_evaluate(config, workdir)`. The task (`config.task.name`: a registered task or a
+plug-in, see `darling_jax.tasks`) supplies the prompts, quality, ground truth and evaluation; the policy is a
+checkpoint (`config.policy.checkpoint`: HF directory or `.gguf`) or the task's own. Stages a run needs and does
+not find in `workdir` are run and cached there, so a second run reuses them:
 
-  workdir/data/           the Countdown dataset (tensorflow-datasets builder, array_record; never downloads)
-  workdir/policy_sft/     the supervised warm start of the tiny policy (HF directory, `load_pretrained`)
-  workdir/classifier/     the task's pair classifier (HF directory + darling.json with its threshold)
-  workdir/policy_final/   the policy after RL (HF directory)
+  workdir/data/           the task's prompt sets (tensorflow-datasets builders, array_record; never downloads)
+  workdir/policy_sft/     the task's warm start, or its own initial policy (HF directory, `load_pretrained`)
+  workdir/classifier/     the pair classifier, when trained here (HF directory + darling.json with its threshold)
+  workdir/policy_final/   the policy after RL (HF directory with its tokenizer; transformers loads it)
   workdir/checkpoints/    orbax checkpoints of the RL run (params, optimizer, step, rng, data iterator, config)
   workdir/metrics.jsonl   one JSON line per RL step; workdir/tensorboard/ the same as TensorBoard events
+  workdir/rollouts.jsonl  every `log.rollouts_every` steps, each prompt with its G responses and their rewards
   workdir/training_curves.png, workdir/summary.json
 
-An interrupted run (Ctrl-C saves a checkpoint and exits cleanly; a killed one loses at most the steps since
-its last checkpoint) resumes from its last checkpoint with the same data order and rollout keys.
+Every config error (an unknown key, task, reward function or diversity source, a missing checkpoint, a KL
+term with nothing to reference, a tokenizer without the chat template the task needs) is raised before any
+stage runs. An interrupted run (Ctrl-C saves a checkpoint and exits cleanly; a killed one loses at most the
+steps since its last checkpoint) resumes from its last checkpoint with the same data order and rollout keys.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
@@ -39,27 +45,135 @@ from ml_collections import config_flags
 
 from darling_jax import reporting, sharding
 from darling_jax.checkpointing import Checkpointer, with_shardings
-from darling_jax.data import prepare_countdown, prompt_loader
-from darling_jax.data.loader import decode_record
-from darling_jax.equivalence.pairwise import EquivalenceClassifier
-from darling_jax.evaluation.countdown import evaluate_countdown
+from darling_jax.config_sections import dataclass_from_section
+from darling_jax.data import prompt_loader
+from darling_jax.diversity.sources import DiversityContext
+from darling_jax.grpo import (UpdateConfig, init_train_state, make_optimizer, make_reference_logprobs,
+                              make_update_fn, rollout_batch_shardings, train_state_shardings)
 from darling_jax.models import save_pretrained
-from darling_jax.grpo import (UpdateConfig, init_train_state, make_optimizer, make_update_fn,
-                              rollout_batch_shardings, train_state_shardings)
-from darling_jax.sampling import decode_responses
+from darling_jax.quality import Quality, RewardModel
+from darling_jax.stages import ClassifierSettings, PolicySettings, classifier_stage, policy_stage
+from darling_jax.tasks import EvalContext, Task, make_task
 from darling_jax.train_step import StepConfig, TrainStep, finite_or_raise
-from darling_jax.train_stages import countdown_classifier_stage, policy_stage
-from darling_jax.tasks.char_tokenizer import countdown_tokenizer
-from darling_jax.tasks.countdown_task import CountdownTask
 
-def section(config: ml_collections.ConfigDict, name: str, cls, **extra):
-  """`cls(**config[name])` minus the keys in `extra`'s place; an unknown key raises naming it."""
-  values = dict(config[name])
-  fields = {f.name for f in dataclasses.fields(cls)}
-  unknown = sorted(set(values) - fields - set(extra))
-  if unknown:
-    raise ValueError(f"unknown config key(s) {[f'{name}.{k}' for k in unknown]}; {name} takes {sorted(fields)}")
-  return cls(**{k: v for k, v in values.items() if k in fields})
+# The `rl` keys that are the loop's, not the step's.
+LOOP_KEYS = ("steps", "prompts_per_step")
+
+
+@dataclasses.dataclass(frozen=True)
+class QualitySettings:
+  """The `quality` section: TRL-style reward functions replacing the task's default quality.
+
+  Attributes:
+    functions: names in `darling_jax.quality.REWARD_FUNCTIONS`, `"package.module:function"` import paths, or
+      `"reward_model"` (the reward model below); empty: the task's own quality.
+    weights: one weight per function (empty: all 1.0).
+    reward_model: HF directory of a one-label decoder `*ForSequenceClassification` (for `"reward_model"`).
+    reward_model_max_length: longest scored (prompt, completion) in tokens.
+    reward_model_batch_size: rows per jitted reward-model call.
+  """
+
+  functions: tuple[str, ...] = ()
+  weights: tuple[float, ...] = ()
+  reward_model: str = ""
+  reward_model_max_length: int = 1024
+  reward_model_batch_size: int = 8
+
+  def __post_init__(self):
+    if isinstance(self.functions, str):
+      object.__setattr__(self, "functions", (self.functions,))
+    if self.weights and len(self.weights) != len(self.functions):
+      raise ValueError(f"quality.weights has {len(self.weights)} entries for {len(self.functions)} "
+                       f"quality.functions {list(self.functions)}")
+    if "reward_model" in self.functions and not self.reward_model:
+      raise ValueError("quality.functions names 'reward_model' but quality.reward_model (the model's HF "
+                       "directory) is empty")
+    if self.reward_model and not os.path.isdir(os.path.expanduser(self.reward_model)):
+      raise FileNotFoundError(f"quality.reward_model {self.reward_model!r} is not a directory")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+  """The `eval` section: the end-of-run evaluation of the starting and the final policy.
+
+  Attributes:
+    num_problems: evaluation prompts (the first ones of the task's evaluation split).
+    num_samples: responses per prompt (the k of pass@k goes up to it).
+    temperature, top_p: sampling of the evaluation responses.
+    prompts_per_batch: prompts per sampler call.
+    base_policy: also evaluate the starting policy (cached in workdir/base_eval.json).
+    classifier_accuracy: give the task's evaluation the pair classifier (to measure it against ground truth).
+  """
+
+  num_problems: int = 100
+  num_samples: int = 8
+  temperature: float = 1.0
+  top_p: float = 1.0
+  prompts_per_batch: int = 50
+  base_policy: bool = True
+  classifier_accuracy: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+  """Every section of a run config, parsed and checked (before any stage runs)."""
+
+  task: Task
+  policy: PolicySettings
+  quality: QualitySettings
+  classifier: ClassifierSettings
+  step: StepConfig
+  update: UpdateConfig
+  eval: EvalSettings
+  steps: int
+  prompts_per_step: int
+
+
+def parse_config(config: ml_collections.ConfigDict) -> RunSettings:
+  """`RunSettings` of a run config: each section checked, and the checks across sections (raises one clear
+  error naming the key)."""
+  step = dataclass_from_section(config.rl, StepConfig, "rl", ignore=LOOP_KEYS)
+  if "temperature" in config.grpo:
+    raise ValueError("config key 'grpo.temperature' is not used: the update's log-probs use rl.temperature")
+  update = dataclass_from_section(config.grpo, UpdateConfig, "grpo", temperature=step.temperature)
+  task = make_task(config.task)
+  policy = dataclass_from_section(config.get("policy"), PolicySettings, "policy")
+  quality = dataclass_from_section(config.get("quality"), QualitySettings, "quality")
+  classifier = dataclass_from_section(config.get("classifier"), ClassifierSettings, "classifier")
+  evaluation = dataclass_from_section(config.eval, EvalSettings, "eval")
+  for name in ("steps", "prompts_per_step"):
+    if int(config.rl[name]) < 1:
+      raise ValueError(f"rl.{name} must be >= 1, got {config.rl[name]}")
+  if update.kl_coef > 0 and not policy.checkpoint and not task.warm_start_enabled():
+    raise ValueError(f"grpo.kl_coef={update.kl_coef} > 0 needs a reference policy, but the policy starts from a "
+                     f"random initialisation: set policy.checkpoint, or use a task warm start")
+  needs_classifier = step.diversity_source == "classifier"
+  if needs_classifier and classifier.source(task) is None:
+    raise ValueError(f"rl.diversity_source='classifier' needs a pair classifier: set classifier.path (an HF "
+                     f"directory), or classifier.train_pairs and classifier.encoder (task {task.name!r} trains "
+                     "none of its own)")
+  if step.diversity_source == "oracle" and type(task).oracle_classes is Task.oracle_classes:
+    raise ValueError(f"rl.diversity_source='oracle' needs ground-truth classes, which task {task.name!r} has not")
+  quality_functions(task, quality, mesh=None, check_only=True)
+  return RunSettings(task, policy, quality, classifier, step, update, evaluation, int(config.rl.steps),
+                     int(config.rl.prompts_per_step))
+
+
+def quality_functions(task: Task, settings: QualitySettings, *, mesh, check_only: bool = False) -> Quality | None:
+  """The run's `Quality`: `quality.functions` (with `quality.weights`), or the task's default."""
+  if not settings.functions:
+    return None if check_only else Quality(task.quality_functions())
+  weights = settings.weights or (1.0,) * len(settings.functions)
+  entries = []
+  for name, weight in zip(settings.functions, weights):
+    if name == "reward_model":
+      entries.append((None if check_only else RewardModel(
+          settings.reward_model, mesh=mesh, max_length=settings.reward_model_max_length,
+          batch_size=settings.reward_model_batch_size), weight))
+    else:
+      from darling_jax.quality import REWARD_FUNCTIONS
+      entries.append((REWARD_FUNCTIONS.get(name), weight))  # unknown names raise here
+  return None if check_only else Quality(entries)
 
 
 def check_workdir(workdir: str | os.PathLike) -> pathlib.Path:
@@ -109,10 +223,11 @@ class _StopRequest:
       signal.signal(signal.SIGINT, self._previous)
 
 
-def _eval_batches(builder, config, *, split: str = "test"):
-  batch_size = config.eval.prompts_per_batch
-  loader = prompt_loader(builder, split, batch_size=batch_size, seed=0, shuffle=False, num_epochs=1)
-  remaining = config.eval.num_problems
+def eval_batches(data, settings: EvalSettings):
+  """Loader batches of the task's evaluation split, `num_problems` prompts in all (fewer if it has fewer)."""
+  loader = prompt_loader(data.eval, data.eval_split, batch_size=settings.prompts_per_batch, seed=0, shuffle=False,
+                         num_epochs=1)
+  remaining = settings.num_problems
   for batch in loader:
     if remaining <= 0:
       break
@@ -122,65 +237,69 @@ def _eval_batches(builder, config, *, split: str = "test"):
     yield batch
 
 
-def evaluate_policy(step_fn: TrainStep, params, builder, config, equivalence, *, seed_offset: int) -> dict:
-  """pass@k, distinct correct strategies and the classifier's agreement with the oracle on the test split."""
-  rng = jax.random.fold_in(jax.random.key(config.seed), seed_offset)
+def evaluate_policy(step_fn: TrainStep, params, data, settings: EvalSettings, equivalence, *, seed: int,
+                    seed_offset: int) -> dict[str, float]:
+  """The task's evaluation of the policy with `params` (`Task.evaluate`)."""
+  rng = jax.random.fold_in(jax.random.key(seed), seed_offset)
+  calls = iter(range(1 << 30))
 
-  def sample_texts(batch):
-    nonlocal rng
-    rng, key = jax.random.split(rng)
-    sample = step_fn.sample(params, batch, key, num_samples=config.eval.num_samples,
-                            temperature=config.eval.temperature)
-    tokens, mask = jax.device_get((sample.tokens, sample.mask))
-    return decode_responses(step_fn.tokenizer, tokens, mask, step_fn.eos_ids, config.eval.num_samples)
+  def sample(batch, num_samples):
+    key = jax.random.fold_in(rng, next(calls))
+    return step_fn.sample_texts(params, batch, key, num_samples=num_samples, temperature=settings.temperature,
+                                top_p=settings.top_p)
 
-  return evaluate_countdown(sample_texts, _eval_batches(builder, config), num_samples=config.eval.num_samples,
-                            equivalence=equivalence)
+  context = EvalContext(sample=sample, quality=lambda batch, texts: step_fn.score(batch, texts)[0],
+                        batches=lambda: eval_batches(data, settings), num_samples=settings.num_samples,
+                        equivalence=equivalence if settings.classifier_accuracy else None)
+  return step_fn.task.evaluate(context)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
   """Runs every stage of `config` in `workdir` (see the module docstring) and returns the summary dict."""
   started = time.perf_counter()
+  run = parse_config(config)
+  task = run.task
   workdir = check_workdir(workdir)
   tfds.disable_progress_bar()
-  step_config = section(config, "rl", StepConfig, prompts_per_step=None, steps=None)
-  if "temperature" in config.grpo:
-    raise ValueError("config key 'grpo.temperature' is not used: the update's log-probs use rl.temperature")
-  update_config = dataclasses.replace(section(config, "grpo", UpdateConfig), temperature=step_config.temperature)
-  if config.task != "countdown":
-    raise ValueError(f"config.task={config.task!r}: only 'countdown' is supported by this trainer")
-  tokenizer = countdown_tokenizer()
-  eos_ids = (tokenizer.eos_token_id,)
+  mesh = make_run_mesh(config)
 
   # ---- stages (cached in workdir)
-  builder = prepare_countdown(workdir / "data", **dict(config.data))
-  problems = [decode_record(record) for record in builder.as_data_source("train")]
-  model, stage_info = policy_stage(workdir / "policy_sft", tokenizer, problems, config)
+  data = task.prepare_data(workdir / "data")
+  policy = policy_stage(workdir / "policy_sft", run.policy, task, data, seed=config.seed, mesh=mesh)
+  task.check_tokenizer(policy.tokenizer, policy.source)
   equivalence, classifier_info = None, {}
-  if step_config.diversity_source == "classifier" or config.eval.classifier_accuracy:
-    classifier, threshold, classifier_info = countdown_classifier_stage(workdir / "classifier", tokenizer, problems, config)
-    equivalence = EquivalenceClassifier(classifier, tokenizer, max_length=config.classifier.max_length,
-                                        threshold=threshold, short_answer_max_words=None,
-                                        both_orders=config.classifier.both_orders,
-                                        rows_per_call=config.classifier.rows_per_call)
+  if run.step.diversity_source == "classifier" or run.eval.classifier_accuracy:
+    equivalence, classifier_info = classifier_stage(workdir / "classifier", run.classifier, task, data,
+                                                    seed=config.seed)
+  quality = quality_functions(task, run.quality, mesh=mesh)
 
-  # ---- RL state, sharded update, checkpoints
-  mesh = make_run_mesh(config)
-  optimizer = make_optimizer(update_config)
+  # ---- RL state, sharded update, reference policy, checkpoints
+  model = policy.model
+  optimizer = make_optimizer(run.update)
   graphdef = nnx.graphdef(model)
   state = init_train_state(model, optimizer, jax.random.key(config.seed))
   state_sharding = train_state_shardings(state, optimizer, mesh)
   state = jax.device_put(state, state_sharding)
-  update = make_update_fn(graphdef, state_sharding, rollout_batch_shardings(mesh), update_config)
-  step_fn = TrainStep(graphdef, update, CountdownTask(tokenizer), equivalence, tokenizer, step_config,
-                      eos_ids=eos_ids, mesh=mesh)
-  base_params = state.params if config.eval.base_policy else None
+  with_reference = run.update.kl_coef > 0
+  reference_logprobs = None
+  if with_reference:  # a copy of the starting parameters, in the policy's shardings; never updated
+    reference_params = jax.jit(lambda params: jax.tree.map(jnp.copy, params),
+                               out_shardings=state_sharding.params)(state.params)
+    reference_logprobs = make_reference_logprobs(graphdef, reference_params, mesh, temperature=run.step.temperature)
+  update = make_update_fn(graphdef, state_sharding, rollout_batch_shardings(mesh, with_ref_logp=with_reference),
+                          run.update)
+  diversity = DiversityContext(floor=run.step.diversity_floor, equivalence=equivalence,
+                               oracle_classes=task.oracle_classes, ngram_n=run.step.ngram_n,
+                               ngram_unit=run.step.ngram_unit)
+  step_fn = TrainStep(graphdef, update, task, quality, diversity, policy.tokenizer, run.step,
+                      eos_ids=policy.eos_ids, mesh=mesh, reference_logprobs=reference_logprobs)
+  _check_quality_on_a_batch(step_fn, data)
   base_eval = None
-  if base_params is not None:
+  if run.eval.base_policy:
     base_eval = _cached_json(workdir / "base_eval.json", lambda: evaluate_policy(
-        step_fn, base_params, builder, config, equivalence, seed_offset=1))
+        step_fn, state.params, data, run.eval, equivalence, seed=config.seed, seed_offset=1))
 
-  loader = prompt_loader(builder, "train", batch_size=config.rl.prompts_per_step, seed=config.seed)
+  loader = prompt_loader(data.train, data.train_split, batch_size=run.prompts_per_step, seed=config.seed)
   iterator = iter(loader)
   checkpoints = Checkpointer(workdir / "checkpoints", max_to_keep=config.checkpoint.keep,
                              save_interval_steps=config.checkpoint.every)
@@ -190,11 +309,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     iterator.set_state(data_state)
     start_step = int(state.step)
     print(f"resumed from {checkpoints.directory} at step {start_step}", flush=True)
-  log = reporting.MetricsLog(workdir, resume_step=start_step if start_step else None,
-                             tensorboard=config.log.tensorboard)
+  resume_step = start_step if start_step else None
+  log = reporting.MetricsLog(workdir, resume_step=resume_step, tensorboard=config.log.tensorboard)
+  rollout_log = reporting.RolloutLog(workdir, every=int(config.log.get("rollouts_every", 0)),
+                                     resume_step=resume_step)
 
   # ---- the RL loop
-  num_steps = config.rl.steps
+  num_steps = run.steps
   stopped_early = False
   from tqdm import tqdm
   bar = tqdm(total=num_steps, initial=start_step, desc="RL", unit="step", disable=not config.log.progress_bar,
@@ -203,9 +324,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     with _StopRequest() as stop:
       for step in range(start_step, num_steps):
         batch = next(iterator)
-        state, metrics, _ = step_fn(state, batch, step)
+        state, metrics, rollouts = step_fn(state, batch, step)
         finite_or_raise(metrics, step)
         log.write(step + 1, metrics)
+        rollout_log.write(step + 1, rollouts)
         bar.set_postfix(reporting.progress_postfix(metrics), refresh=False)
         bar.update(1)
         checkpoints.save(step + 1, state, data_state=iterator.get_state(), config=config.to_dict(),
@@ -217,34 +339,49 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     bar.close()
     checkpoints.wait()
     log.close()
+    rollout_log.close()
   checkpoints.close()
   if stopped_early:
     print(f"stopped at step {int(state.step)}; checkpoint saved in {checkpoints.directory}; run again to resume")
     return {"stopped_at_step": int(state.step)}
 
   # ---- the trained policy, evaluation, plots, summary
-  save_pretrained(nnx.merge(graphdef, state.params), str(workdir / "policy_final"), tokenizer=tokenizer)
-  final_eval = evaluate_policy(step_fn, state.params, builder, config, equivalence, seed_offset=2)
+  save_pretrained(nnx.merge(graphdef, state.params), str(workdir / "policy_final"), tokenizer=policy.tokenizer)
+  final_eval = evaluate_policy(step_fn, state.params, data, run.eval, equivalence, seed=config.seed, seed_offset=2)
   rows = reporting.read_metrics(workdir / reporting.METRICS_FILE)
   last = rows[-min(len(rows), 5):]
-  train_tail = {k: float(np.mean([r[k] for r in last])) for k in ("reward", "pass_rate", "diversity",
-                                                                   "distinct_correct", "time/step",
-                                                                   "time/diversity_share")} if last else {}
+  train_tail = {k: float(np.mean([r[k] for r in last if k in r])) for k in _summary_keys(last)} if last else {}
   plot = reporting.plot_training_curves(workdir / reporting.METRICS_FILE, workdir / "training_curves.png",
-                                        title=f"{config.name}: {step_config.reward_mode}, "
-                                              f"{step_config.diversity_source}")
-  summary = {"config": config.name, "steps": num_steps, "train_last_5_steps": train_tail,
-             "eval_base_policy": base_eval, "eval_final_policy": final_eval, "stages": {**stage_info,
-             **classifier_info}, "wall_seconds": time.perf_counter() - started, "plot": str(plot)}
+                                        title=f"{config.name}: {run.step.reward_mode}, {run.step.diversity_source}",
+                                        curves=task.curves)
+  summary = {"config": config.name, "task": task.name, "steps": num_steps, "train_last_5_steps": train_tail,
+             "eval_base_policy": base_eval, "eval_final_policy": final_eval,
+             "stages": {"policy": policy.info, "classifier": classifier_info},
+             "wall_seconds": time.perf_counter() - started, "plot": str(plot)}
   (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
   sections = {f"train (mean of last {len(last)} steps)": train_tail}
   if base_eval:
-    sections["eval: SFT policy (before RL)"] = base_eval
+    sections["eval: starting policy (before RL)"] = base_eval
   sections["eval: final policy"] = final_eval
   print("\n" + reporting.summary_table(sections))
   print(f"\nplots: {plot}\nmetrics: {workdir / reporting.METRICS_FILE} (TensorBoard: {workdir / 'tensorboard'})"
         f"\nwall time {summary['wall_seconds']:.0f}s")
   return summary
+
+
+def _summary_keys(rows: list[dict[str, float]]) -> list[str]:
+  """The metrics of the summary's train block: all but the step, the per-stage times and most update terms."""
+  keep = ("time/step", "time/diversity_share", "update/kl", "update/entropy")
+  return [k for k in rows[-1] if k != "step" and (k in keep or not k.startswith(("time/", "update/")))]
+
+
+def _check_quality_on_a_batch(step_fn: TrainStep, data) -> None:
+  """Runs the reward functions once on a training prompt (an empty and a one-word completion), so a function
+  that returns the wrong number of values or a non-number fails before training starts."""
+  loader = prompt_loader(data.train, data.train_split, batch_size=1, seed=0, shuffle=False, num_epochs=1,
+                         prefetch_batches=0)
+  batch = next(iter(loader))
+  step_fn.score(batch, [["", "answer"]])
 
 
 def _cached_json(path: pathlib.Path, compute):

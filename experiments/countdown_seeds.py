@@ -4,7 +4,7 @@ For every seed, the first variant (`darling`, configs/default.py with `seed=S`) 
 builds the cached stages (dataset, supervised warm start, classifier, warm-start evaluation). Every other
 variant then runs in its own workdir holding copies of those stages, so all variants of a seed start from the
 same policy and are judged by the same classifier. A seed changes the warm start, the classifier, the rollouts
-and the evaluation samples; the dataset (config.data.seed) is the same for every seed.
+and the evaluation samples; the dataset (config.task.data.seed) is the same for every seed.
 
 Variants:
   darling         configs/default.py: multiplicative reward, learned-classifier diversity

@@ -51,13 +51,13 @@ from absl import app, flags
 from flax import nnx
 
 from darling_jax.config_files import load_config
-from darling_jax.data import prepare_countdown
+from darling_jax.tasks.countdown import prepare_countdown
 from darling_jax.data.loader import decode_record
 from darling_jax.models import init_model
 from darling_jax.sampling import decode_responses, generate
-from darling_jax.tasks.char_tokenizer import NUMBER_DIGITS, TARGET_DIGITS, countdown_tokenizer
-from darling_jax.tasks.countdown import format_prompt, response_verdict
-from darling_jax.tasks.countdown_sft import (SftConfig, countdown_prompt_ids, make_sft_step, pad_sft_batch,
+from darling_jax.tasks.countdown.tokenizer import NUMBER_DIGITS, TARGET_DIGITS, countdown_tokenizer
+from darling_jax.tasks.countdown.problems import format_prompt, response_verdict
+from darling_jax.tasks.countdown.warm_start import (SftConfig, countdown_prompt_ids, make_sft_step, pad_sft_batch,
                                              policy_config, sft_examples)
 
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "default.py"
@@ -200,21 +200,21 @@ def main(argv):
   del argv
   config = load_config(_CONFIG.value)
   seed = config.seed
-  data = dict(config.data)
+  data = dict(config.task.data)
   builder = prepare_countdown(_DATA_DIR.value, **{**data, "target_range": tuple(data["target_range"])})
   train, test = ([decode_record(r) for r in builder.as_data_source(split)] for split in ("train", "test"))
   tokenizer = countdown_tokenizer()
   prompt_ids, vocab_size = PROMPTS[_PROMPT_NUMBERS.value]
   readable = _PROMPT_NUMBERS.value in ("characters", "own_tokens")
-  max_len = _MAX_LEN.value or (64 if readable else config.sft.max_len)
-  sft = SftConfig(**{**dict(config.sft), "steps": _STEPS.value, "seed": seed, "max_len": max_len,
+  max_len = _MAX_LEN.value or (64 if readable else config.task.sft.max_len)
+  sft = SftConfig(**{**dict(config.task.sft), "steps": _STEPS.value, "seed": seed, "max_len": max_len,
                      "spellings_per_problem": _SPELLINGS.value})
   rows = sft_examples(train, np.random.default_rng(seed), spellings_per_problem=sft.spellings_per_problem,
                       tokenizer=tokenizer, prompt_ids=prompt_ids)
   probe_rows = sft_examples(test, np.random.default_rng(seed + 5), spellings_per_problem=_PROBE_SPELLINGS,
                             tokenizer=tokenizer, prompt_ids=prompt_ids)
 
-  policy = dict(config.policy) | {"vocab_size": vocab_size or len(tokenizer)}
+  policy = dict(config.task.policy) | {"vocab_size": vocab_size or len(tokenizer)}
   model = init_model(policy_config(**policy), seed=seed)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   train_step, init_opt_state = make_sft_step(graphdef, sft)

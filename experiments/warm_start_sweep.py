@@ -2,12 +2,12 @@
 at a time, each variant scored the way the trainer scores the warm start.
 
 Every variant starts from the default run's settings (`configs/default.py`: data, policy, SFT) and changes the
-ones listed in `VARIANTS`. It trains a fresh policy with `darling_jax.tasks.countdown_sft.train_sft` (seed
+ones listed in `VARIANTS`. It trains a fresh policy with `darling_jax.tasks.countdown.warm_start.train_sft` (seed
 `config.seed`), then samples `--num_samples` responses (temperature 1, the RL and evaluation temperature) for
 each of the first `--num_problems` test problems of its own dataset and scores them with
 `darling_jax.evaluation.evaluate_countdown`: pass@1, pass@k and the share of samples that are correct, miss the
 target (`wrong_value`), use a number more often than the prompt holds it (`wrong_numbers`) or do not parse.
-The datasets are generated in memory (`darling_jax.data.countdown_problems`), the same problems the builder
+The datasets are generated in memory (`darling_jax.tasks.countdown.countdown_problems`), the same problems the builder
 would write.
 
 Command (from the repository root; about 15 minutes on 2 CPU cores for the default variants):
@@ -29,13 +29,13 @@ import numpy as np
 from absl import app, flags
 
 from darling_jax.config_files import load_config
-from darling_jax.data import countdown_problems
-from darling_jax.data.countdown_builder import CountdownConfig
-from darling_jax.evaluation.countdown import evaluate_countdown
+from darling_jax.tasks.countdown import countdown_problems
+from darling_jax.tasks.countdown.builder import CountdownConfig
+from darling_jax.tasks.countdown.evaluation import evaluate_countdown
 from darling_jax.models import init_model
 from darling_jax.sampling import decode_responses, generate
-from darling_jax.tasks.char_tokenizer import countdown_tokenizer
-from darling_jax.tasks.countdown_sft import SftConfig, countdown_prompt_ids, policy_config, train_sft
+from darling_jax.tasks.countdown.tokenizer import countdown_tokenizer
+from darling_jax.tasks.countdown.warm_start import SftConfig, countdown_prompt_ids, policy_config, train_sft
 
 DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "default.py"
 
@@ -80,10 +80,10 @@ def variant_settings(config, overrides: dict[str, dict[str, Any]]):
   unknown = set(overrides) - {"data", "policy", "sft"}
   if unknown:
     raise ValueError(f"variant overrides may change data, policy and sft, got {sorted(unknown)}")
-  data = {**dict(config.data), **overrides.get("data", {})}
+  data = {**dict(config.task.data), **overrides.get("data", {})}
   data_config = CountdownConfig(**{**data, "target_range": tuple(data["target_range"])})
-  policy = policy_config(**{**dict(config.policy), **overrides.get("policy", {})})
-  sft = SftConfig(**{**dict(config.sft), **overrides.get("sft", {}), "seed": config.seed})
+  policy = policy_config(**{**dict(config.task.policy), **overrides.get("policy", {})})
+  sft = SftConfig(**{**dict(config.task.sft), **overrides.get("sft", {}), "seed": config.seed})
   return data_config, policy, sft
 
 

@@ -88,7 +88,7 @@ def test_eager_matches_jit_and_returns_float32(mode, add_bias):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(mode="sum"), "mode must be one of .* got 'sum'"),
+        (dict(mode="sum"), "unknown reward mode .sum."),
         (dict(mode="additive", add_bias=True), "add_bias=True .* mode='additive'"),
         (dict(mode="quality_only", add_bias=True), "add_bias=True .* mode='quality_only'"),
     ],

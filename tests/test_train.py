@@ -19,20 +19,22 @@ from absl import flags
 from ml_collections import config_flags
 from safetensors.numpy import load_file
 
-from darling_jax import train, train_stages
+from darling_jax import stages, train
 from darling_jax.config_files import load_config
 from darling_jax.models import init_model, save_pretrained
-from darling_jax.tasks.char_tokenizer import countdown_tokenizer
-from darling_jax.tasks.countdown_sft import policy_config
+from darling_jax.tasks.countdown.tokenizer import countdown_tokenizer
+from darling_jax.tasks.countdown.warm_start import policy_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "configs" / "default.py"
 MICRO = [
-    "--config.data.num_train=40", "--config.data.num_test=8",
-    "--config.policy.hidden_size=32", "--config.policy.intermediate_size=64", "--config.policy.num_layers=1",
-    "--config.policy.num_heads=2", "--config.policy.num_kv_heads=2", "--config.policy.head_dim=16",
-    "--config.sft.steps=20", "--config.sft.batch_size=16", "--config.sft.warmup=1",
-    "--config.classifier.num_pairs=64", "--config.classifier.num_eval_pairs=32", "--config.classifier.epochs=1",
+    "--config.task.data.num_train=40", "--config.task.data.num_test=8",
+    "--config.task.policy.hidden_size=32", "--config.task.policy.intermediate_size=64",
+    "--config.task.policy.num_layers=1", "--config.task.policy.num_heads=2", "--config.task.policy.num_kv_heads=2",
+    "--config.task.policy.head_dim=16",
+    "--config.task.sft.steps=20", "--config.task.sft.batch_size=16", "--config.task.sft.warmup=1",
+    "--config.task.classifier.num_pairs=64", "--config.task.classifier.num_eval_pairs=32",
+    "--config.task.classifier.epochs=1",
     "--config.rl.steps=6", "--config.rl.prompts_per_step=2", "--config.rl.group_size=4",
     "--config.rl.max_new_tokens=12", "--config.grpo.learning_rate=1e-3", "--config.grpo.num_minibatches=2",
     "--config.checkpoint.every=2", "--config.checkpoint.keep=2",
@@ -64,11 +66,11 @@ def test_config_errors_name_the_key(tmp_path):
   config = load_config(DEFAULT)
   config.grpo.unknown_option = 1
   with pytest.raises(ValueError, match="grpo.unknown_option"):
-    train.section(config, "grpo", train.UpdateConfig)
+    train.parse_config(config)
   config = load_config(DEFAULT)
   config.rl.group_size = 1
   with pytest.raises(ValueError, match="rl.group_size"):
-    train.section(config, "rl", train.StepConfig, prompts_per_step=None, steps=None)
+    train.parse_config(config)
   blocker = tmp_path / "a_file"
   blocker.write_text("not a directory")
   with pytest.raises(PermissionError, match="a_file"):
@@ -102,43 +104,45 @@ def test_train_and_evaluate_micro_run_reuses_its_stages(tmp_path, capsys):
   """Every stage for real (warm start, classifier, RL with the classifier kernel, evaluation), in process; a
   later run finds the warm start and the classifier in the workdir and loads them instead of training again.
   (Resuming the RL loop from a checkpoint is the kill/resume test below.)"""
-  config = _parse(["--config", str(DEFAULT), *MICRO, "--config.rl.steps=2", "--config.sft.steps=2"])
+  config = _parse(["--config", str(DEFAULT), *MICRO, "--config.rl.steps=2", "--config.task.sft.steps=2"])
   summary = train.train_and_evaluate(config, tmp_path)
   assert summary["steps"] == 2 and len(_metrics(tmp_path)) == 2
   final = summary["eval_final_policy"]
   assert final["problems"] == 4 and 0 <= final["pass@1"] <= final["pass@4"] <= 1
   assert 0 <= final["classifier/accuracy"] <= 1 and final["classifier/pairs"] == 4 * 6
-  assert summary["stages"]["sft"]["steps"] == 2 and "accuracy" in summary["stages"]["classifier"]
+  assert summary["stages"]["policy"]["steps"] == 2 and "accuracy" in summary["stages"]["classifier"]
   assert (tmp_path / "training_curves.png").stat().st_size > 1000 and list((tmp_path / "tensorboard").iterdir())
   assert {"diversity", "classes", "time/diversity_share"} <= set(json.loads(
       (tmp_path / "metrics.jsonl").read_text().splitlines()[-1]))
 
   capsys.readouterr()
-  tokenizer = countdown_tokenizer()
-  policy, info = train_stages.policy_stage(tmp_path / "policy_sft", tokenizer, [], config)
-  classifier, threshold, classifier_info = train_stages.countdown_classifier_stage(
-      tmp_path / "classifier", tokenizer, [], config)  # no problems: training would fail, loading does not
+  run = train.parse_config(config)
+  data = run.task.prepare_data(tmp_path / "data")
+  policy = stages.policy_stage(tmp_path / "policy_sft", run.policy, run.task, data, seed=0)
+  equivalence, classifier_info = stages.classifier_stage(tmp_path / "classifier", run.classifier, run.task, data,
+                                                         seed=0)
   assert "reusing" in capsys.readouterr().out
-  assert info == {"sft": summary["stages"]["sft"]} and classifier_info == {"classifier": summary["stages"]["classifier"]}
-  assert threshold == config.classifier.threshold
+  assert policy.info == summary["stages"]["policy"] and classifier_info == summary["stages"]["classifier"]
+  assert equivalence.threshold == config.task.classifier.threshold
   saved = load_file(str(tmp_path / "policy_sft" / "model.safetensors"))
-  np.testing.assert_array_equal(np.asarray(policy.embed_tokens[...]), saved["model.embed_tokens.weight"])
+  np.testing.assert_array_equal(np.asarray(policy.model.embed_tokens[...]), saved["model.embed_tokens.weight"])
 
 
 def test_a_cached_warm_start_for_another_vocabulary_is_refused(tmp_path):
   directory = tmp_path / "policy_sft"
   save_pretrained(init_model(policy_config(vocab_size=42, hidden_size=32, intermediate_size=64, num_heads=2,
-                                           num_kv_heads=2, head_dim=16), seed=0), str(directory))
-  (directory / train_stages.STAGE_INFO_FILE).write_text(json.dumps({"steps": 200}))
-  config = _parse(["--config", str(DEFAULT)])
+                                           num_kv_heads=2, head_dim=16), seed=0), str(directory),
+                  tokenizer=countdown_tokenizer())
+  stages.write_stage_info(directory, {"steps": 200})
+  run = train.parse_config(_parse(["--config", str(DEFAULT)]))
   with pytest.raises(ValueError, match=r"policy_sft has vocab_size=42, fewer than the tokenizer's 62 tokens"):
-    train_stages.policy_stage(directory, countdown_tokenizer(), [], config)
+    stages.policy_stage(directory, run.policy, run.task, None, seed=0)
 
 
 # The kill/resume runs skip the learned stages (oracle diversity, no warm start): what is checked is that the
 # RL loop resumes exactly (parameters, optimizer state, rollout keys, data order).
 NO_STAGES = ["--config.rl.diversity_source=oracle", "--config.eval.classifier_accuracy=False",
-             "--config.sft.steps=0", "--config.log.tensorboard=False"]
+             "--config.task.sft.steps=0", "--config.log.tensorboard=False"]
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):

@@ -14,7 +14,7 @@ and prints the distribution of its per-call times:
                 means memory bandwidth that collapses from time to time.
   dot:          a jitted f32 `[2016, 128] @ [128, 128]` (the Countdown policy's projection at 32 × 63 tokens),
                 its operands cache-resident.
-  SFT step:     the Countdown warm-start train step (`darling_jax.tasks.countdown_sft.make_sft_step`, 0.33M
+  SFT step:     the Countdown warm-start train step (`darling_jax.tasks.countdown.warm_start.make_sft_step`, 0.33M
                 parameters, 32 rows × 64 tokens), the same batch every step.
 
 For each probe: the fastest, median, 90th-percentile (slow) and slowest call, and `lost` = `1 − n·median / total`,
@@ -66,8 +66,8 @@ def _sft_step_times(steps: int) -> np.ndarray:
   from flax import nnx
 
   from darling_jax.models import init_model
-  from darling_jax.tasks.char_tokenizer import countdown_tokenizer
-  from darling_jax.tasks.countdown_sft import SftConfig, make_sft_step, pad_sft_batch, policy_config, sft_examples
+  from darling_jax.tasks.countdown.tokenizer import countdown_tokenizer
+  from darling_jax.tasks.countdown.warm_start import SftConfig, make_sft_step, pad_sft_batch, policy_config, sft_examples
 
   tokenizer = countdown_tokenizer()
   config = SftConfig(batch_size=32, max_len=64)

@@ -1,17 +1,9 @@
 """Prompt data: TF-free tensorflow-datasets builders (array_record, never downloading) read with grain.
 
-  prepare_countdown(data_dir, seed=0, num_train=1000, num_test=100, ...)   # generated Countdown problems
   prepare_jsonl_prompts(data_dir, path, split="test")                     # a local JSONL prompt set
   prompt_loader(builder, split, batch_size=..., seed=...)                 # sharded, resumable batches
 """
 
-from darling_jax.data.countdown_builder import (
-    CountdownBuilder,
-    CountdownConfig,
-    countdown_example,
-    countdown_problems,
-    prepare_countdown,
-)
 from darling_jax.data.jsonl_prompts import (
     JsonlFormatError,
     JsonlPromptsBuilder,
@@ -29,17 +21,12 @@ from darling_jax.data.loader import (
 )
 
 __all__ = [
-    "CountdownBuilder",
-    "CountdownConfig",
     "JsonlFormatError",
     "JsonlPromptsBuilder",
     "JsonlPromptsConfig",
     "PromptSource",
     "collate_records",
-    "countdown_example",
-    "countdown_problems",
     "decode_record",
-    "prepare_countdown",
     "prepare_jsonl_prompts",
     "prepare_offline",
     "prompt_loader",

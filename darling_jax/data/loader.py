@@ -132,7 +132,7 @@ class PromptSource:
     available = sorted(builder.info.splits.keys())
     if not available:
       raise ValueError(f"{builder.info.full_name} has no prepared splits in {builder.data_dir}: prepare it "
-                       "first (prepare_countdown / prepare_jsonl_prompts / prepare_offline)")
+                       "first (a task's prepare_data, prepare_jsonl_prompts or prepare_offline)")
     self._source = builder.as_data_source(split)  # tfds: ValueError naming the available splits
     self._description = f"{builder.info.full_name}[{split}]"
     self.split = split
@@ -214,7 +214,7 @@ def prompt_loader(builder: tfds.core.DatasetBuilder, split: str, *, batch_size: 
   are uneven: grain 0.2 gives every shard `len(sampler) // shard_count` records.)
 
   Args:
-    builder: A prepared tfds builder (e.g. from `prepare_countdown` or `prepare_jsonl_prompts`).
+    builder: A prepared tfds builder (e.g. from a task's `prepare_data` or `prepare_jsonl_prompts`).
     split: The split to read, e.g. "train".
     batch_size: Records per batch (per process).
     seed: Shuffle seed, a non-negative int; each epoch has its own order (`np.random.default_rng([seed,

@@ -12,8 +12,9 @@ warmup and a cosine decay to a tenth of the peak, and gradient clipping. Here:
   batches), each batch right-padded to the smallest width bucket that holds its longest row (the buckets of
   `darling_jax.equivalence.pairwise.width_buckets`); a short last batch is filled with zero-weight rows, so
   the step is traced at most once per bucket (`darling_jax.tracing.max_traces`);
-* orbax `CheckpointManager` checkpoints (parameters, optimizer state, step) every `checkpoint_every` steps
-  and at the end; a run pointed at a directory with a checkpoint resumes from it;
+* orbax checkpoints through `darling_jax.checkpointing.Checkpointer` (parameters, optimizer state, step, and the
+  run's settings as its config) every `checkpoint_every` steps and at the end; a run pointed at a directory with
+  a checkpoint resumes from it;
 * the pairs are `pair_data.PairExample`s (`read_pair_jsonl` reads NoveltyBench's format); `pair_metrics`
   scores a trained model (`pair_probabilities` through `EquivalenceClassifier` with the short-answer rule off,
   `classification_metrics`, `best_threshold`).
@@ -40,9 +41,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import nnx
 
+from darling_jax import optim
+from darling_jax.checkpointing import Checkpointer
 from darling_jax.equivalence.encoding import PairFormat, pad_pairs, pair_ids, tokenize_responses
 from darling_jax.equivalence.pair_data import PairExample
 from darling_jax.equivalence.pairwise import width_buckets
@@ -166,19 +168,16 @@ def classifier_logits(model, batch: dict[str, jax.Array]) -> jax.Array:
 def learning_rate_schedule(config: TrainConfig, total_steps: int) -> optax.Schedule:
   """Linear warmup from 0 to the peak over `warmup_fraction` of the steps, then cosine to the final rate."""
   warmup_steps = min(round(config.warmup_fraction * total_steps), total_steps - 1)
-  return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=config.learning_rate, warmup_steps=warmup_steps,
-      decay_steps=max(total_steps, warmup_steps + 1),
+  return optim.learning_rate_schedule(
+      "warmup_cosine", config.learning_rate, warmup_steps=warmup_steps,
+      total_steps=max(total_steps, warmup_steps + 1),
       end_value=config.learning_rate * config.final_learning_rate_fraction)
 
 
 def make_optimizer(config: TrainConfig, total_steps: int) -> optax.GradientTransformation:
-  """Global-norm clipping, then AdamW (β = 0.9, 0.999; decay on ≥ 2-d parameters only)."""
-  decay_mask = lambda params: jax.tree.map(lambda x: x.ndim >= 2, params)
-  return optax.chain(
-      optax.clip_by_global_norm(config.max_grad_norm),
-      optax.adamw(learning_rate_schedule(config, total_steps), b1=0.9, b2=0.999, eps=1e-8,
-                  weight_decay=config.weight_decay, mask=decay_mask))
+  """Global-norm clipping, then AdamW (β = 0.9, 0.999; decay on ≥ 2-d parameters only): `optim.make_optimizer`."""
+  return optim.make_optimizer(learning_rate_schedule(config, total_steps), weight_decay=config.weight_decay,
+                              max_grad_norm=config.max_grad_norm, decay_matrices_only=True)
 
 
 _copy_tree = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
@@ -273,38 +272,25 @@ def _checkpoint_meta(config: TrainConfig, num_rows: int, total_steps: int) -> di
           "total_steps": total_steps}
 
 
-def _open_checkpoints(directory, config: TrainConfig, meta: dict[str, Any]) -> ocp.CheckpointManager:
-  """An orbax manager on `directory`; if it holds a checkpoint, that checkpoint's run must match this one (the
+def _open_checkpoints(directory, config: TrainConfig, meta: dict[str, Any]) -> Checkpointer:
+  """A `Checkpointer` on `directory`; if it holds a checkpoint, that checkpoint's run must match this one (the
   data size, step count and every TrainConfig field but the checkpoint / log cadence), checked before any
   work."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints,
-                                         enable_async_checkpointing=False)
-  manager = ocp.CheckpointManager(os.path.abspath(os.fspath(directory)), options=options)
-  step = manager.latest_step()
+  checkpoints = Checkpointer(directory, max_to_keep=config.keep_checkpoints, async_save=False)
+  step = checkpoints.latest_step()
   if step is None:
-    return manager
-  saved = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-  where = f"checkpoint {manager.directory} step {step}"
+    return checkpoints
+  saved = checkpoints.restore_config(step) or {}
+  where = f"checkpoint {checkpoints.directory} step {step}"
   for key in ("num_rows", "total_steps"):
-    if saved[key] != meta[key]:
-      raise ValueError(f"{where}: {key}={saved[key]} differs from this run's {meta[key]}; use a fresh "
+    if saved.get(key) != meta[key]:
+      raise ValueError(f"{where}: {key}={saved.get(key)} differs from this run's {meta[key]}; use a fresh "
                        "checkpoint_dir")
   for key, value in meta["config"].items():
     if key not in ("checkpoint_every", "keep_checkpoints", "log_every") and saved["config"].get(key) != value:
       raise ValueError(f"{where}: TrainConfig.{key}={saved['config'].get(key)!r} differs from this run's "
                        f"{value!r}; use a fresh checkpoint_dir")
-  return manager
-
-
-def _restore_latest(manager: ocp.CheckpointManager, target, log) -> tuple[Any, int]:
-  """`(restored target, step)` from the latest checkpoint, or `(target, 0)` when there is none."""
-  step = manager.latest_step()
-  if step is None:
-    return target, 0
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-  log(f"resumed from {manager.directory} at step {step}")
-  return restored["state"], step
+  return checkpoints
 
 
 # ---------------------------------------------------------------- training
@@ -344,22 +330,21 @@ def train_pair_classifier(model, tokenizer, examples: Sequence[PairExample],
   stop = total_steps if max_steps is None else min(max_steps, total_steps)
 
   meta = _checkpoint_meta(config, len(rows), total_steps)
-  manager = None if checkpoint_dir is None else _open_checkpoints(checkpoint_dir, config, meta)
+  checkpoints = None if checkpoint_dir is None else _open_checkpoints(checkpoint_dir, config, meta)
 
   graphdef, trainable, frozen = split_trainable(model, config.frozen)
   state = _copy_tree((trainable, frozen))  # the step donates its inputs: never the caller's arrays
   train_step, init_opt_state, learning_rates = make_train_step(graphdef, config, total_steps)
   opt_state = init_opt_state(state[0])
   step = 0
-  if manager is not None:
-    restored, step = _restore_latest(manager, {"state": state, "opt_state": opt_state}, log)
-    state, opt_state = restored["state"], restored["opt_state"]
+  if checkpoints is not None and checkpoints.latest_step() is not None:
+    restored, _, _ = checkpoints.restore({"state": state, "opt_state": opt_state})
+    state, opt_state, step = restored["state"], restored["opt_state"], checkpoints.latest_step()
+    log(f"resumed from {checkpoints.directory} at step {step}")
 
   def save(at_step: int) -> None:
-    if manager is not None and manager.latest_step() != at_step:
-      manager.save(at_step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave({"state": state, "opt_state": opt_state}),
-          meta=ocp.args.JsonSave(meta)))
+    if checkpoints is not None and checkpoints.latest_step() != at_step:
+      checkpoints.save(at_step, {"state": state, "opt_state": opt_state}, config=meta, force=True)
 
   orders = "both orders" if config.both_orders else "one order"
   log(f"training on {len(examples)} pairs = {len(rows)} rows ({orders}), class weights "
@@ -388,7 +373,6 @@ def train_pair_classifier(model, tokenizer, examples: Sequence[PairExample],
       if step >= stop:
         break
   save(step)
-  if manager is not None:
-    manager.wait_until_finished()
-    manager.close()
+  if checkpoints is not None:
+    checkpoints.close()
   return nnx.merge(graphdef, *state), history

@@ -57,3 +57,9 @@ def pass_at_k(n, c, k) -> np.ndarray | np.float64:
   log_prob_all_fail = np.sum(np.log1p(-ratio), axis=-1)
   result = np.where(always_passes, 1.0, -np.expm1(log_prob_all_fail))
   return result[()] if result.ndim == 0 else result
+
+
+def report_ks(num_samples: int) -> list[int]:
+  """1, 2, 4, ... up to and including `num_samples`."""
+  ks = [1 << i for i in range(num_samples.bit_length()) if 1 << i < num_samples]
+  return ks + [num_samples]

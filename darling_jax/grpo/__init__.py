@@ -10,6 +10,7 @@ from darling_jax.grpo.loss import (
     policy_loss_from_terms,
     policy_loss_terms,
 )
+from darling_jax.grpo.reference import make_reference_logprobs
 from darling_jax.grpo.update import (
     METRICS,
     SCHEDULES,
@@ -40,6 +41,7 @@ __all__ = [
     "grpo_update",
     "init_train_state",
     "make_optimizer",
+    "make_reference_logprobs",
     "make_schedule",
     "make_update_fn",
     "minibatch_gradients",

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
 
-TOKEN_METRICS = ("clip_fraction", "dual_clip_fraction", "approx_kl", "logp_gap")
+TOKEN_METRICS = ("clip_fraction", "dual_clip_fraction", "approx_kl", "logp_gap", "entropy")
 
 # Log-ratios are clamped to [-20, 20] before `exp` (as verl does) so that a huge ratio cannot give
 # inf * 0 = NaN in the backward pass. For the k3 KL this never changes the value (beyond +-20 it is past its
@@ -75,6 +75,7 @@ def policy_loss_terms(
     dual_clip: float | None = 3.0,
     ref_logp: jax.Array | None = None,
     kl_coef: float = 0.0,
+    entropy: jax.Array | None = None,
 ) -> PolicyLossTerms:
   """Per-batch sums of the PPO-clip loss, its KL term and its metrics, for every agg mode.
 
@@ -99,6 +100,7 @@ def policy_loss_terms(
     ref_logp: optional `f32[S, N]` reference-policy log-probs; enables the KL term.
     kl_coef: static float >= 0, weight of the KL term in the loss. With `ref_logp` and `kl_coef=0`,
       the KL is still reported as a metric.
+    entropy: optional `f32[S, N]` per-token entropy of the policy, summed into the "entropy" metric (0 without).
 
   Returns:
     `PolicyLossTerms`.
@@ -156,6 +158,8 @@ def policy_loss_terms(
       "dual_clip_fraction": dual_clipped.astype(jnp.float32),
       "approx_kl": 0.5 * log_ratio * log_ratio,
       "logp_gap": jnp.abs(log_ratio),
+      "entropy": (jnp.zeros(shape, jnp.float32) if entropy is None
+                  else _as_tokens(entropy, "entropy", shape).astype(jnp.float32)),
   }
   return PolicyLossTerms(
       loss={agg: pg_sums[agg] + kl_coef * kl_sums[agg] for agg in AGG_MODES},

@@ -35,15 +35,15 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from darling_jax import sharding
+from darling_jax import optim, sharding
 from darling_jax.grpo.batch import RolloutBatch
 from darling_jax.grpo.loss import AGG_MODES, PolicyLossTerms, policy_loss_from_terms, policy_loss_terms
 from darling_jax.models.decoder import DecoderLM
 
-SCHEDULES = ("constant", "warmup_cosine")
+SCHEDULES = optim.SCHEDULES
 
-METRICS = ("loss", "pg_loss", "kl", "clip_fraction", "dual_clip_fraction", "approx_kl", "logp_gap", "grad_norm",
-           "learning_rate")
+METRICS = ("loss", "pg_loss", "kl", "clip_fraction", "dual_clip_fraction", "approx_kl", "logp_gap", "entropy",
+           "grad_norm", "learning_rate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,30 +133,21 @@ class UpdateConfig:
 
 
 def make_schedule(config: UpdateConfig) -> optax.Schedule:
-  """The learning rate as a function of the optimizer step (counted from 0)."""
-  if config.schedule == "warmup_cosine":
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=config.learning_rate, warmup_steps=config.warmup_steps,
-        decay_steps=config.total_steps, end_value=config.end_learning_rate)
-  if config.warmup_steps == 0:
-    return optax.constant_schedule(config.learning_rate)
-  return optax.join_schedules(
-      [optax.linear_schedule(0.0, config.learning_rate, config.warmup_steps),
-       optax.constant_schedule(config.learning_rate)],
-      boundaries=[config.warmup_steps])
+  """The learning rate as a function of the optimizer step (counted from 0): `optim.learning_rate_schedule`."""
+  return optim.learning_rate_schedule(config.schedule, config.learning_rate, warmup_steps=config.warmup_steps,
+                                      total_steps=config.total_steps, end_value=config.end_learning_rate)
 
 
 def make_optimizer(config: UpdateConfig) -> optax.GradientTransformation:
-  """Global-norm gradient clipping, then AdamW with the configured schedule."""
-  return optax.chain(
-      optax.clip_by_global_norm(config.max_grad_norm),
-      optax.adamw(make_schedule(config), b1=config.b1, b2=config.b2, eps=config.eps,
-                  weight_decay=config.weight_decay),
-  )
+  """Global-norm gradient clipping, then AdamW with the configured schedule (`optim.make_optimizer`; weight decay
+  on every parameter, as verl's actor)."""
+  return optim.make_optimizer(make_schedule(config), weight_decay=config.weight_decay,
+                              max_grad_norm=config.max_grad_norm, b1=config.b1, b2=config.b2, eps=config.eps)
 
 
 def response_logprobs(model: DecoderLM, input_ids: jax.Array, attention_mask: jax.Array,
-                      num_response_tokens: int, temperature: float) -> jax.Array:
+                      num_response_tokens: int, temperature: float, *, with_entropy: bool = False
+                      ) -> jax.Array | tuple[jax.Array, jax.Array]:
   """Log-probabilities of the response tokens, `log softmax(logits / temperature)`, each given all before it.
 
   Only the response positions go through the LM head (the prompt's logits are never formed).
@@ -167,9 +158,12 @@ def response_logprobs(model: DecoderLM, input_ids: jax.Array, attention_mask: ja
     attention_mask: int32 `[R, P+N]`.
     num_response_tokens: static N, the trailing response width (P = T - N must be >= 1).
     temperature: static; the rollout temperature (> 0).
+    with_entropy: also return the entropy of `softmax(logits / temperature)` at each response position (no
+      gradient flows through it).
 
   Returns:
-    f32 `[R, N]`; entries at masked response positions are meaningless (finite) and must be masked.
+    f32 `[R, N]` (and, with `with_entropy`, the entropies f32 `[R, N]`); entries at masked response positions are
+    meaningless (finite) and must be masked.
   """
   total = input_ids.shape[1]
   prompt_width = total - num_response_tokens
@@ -182,7 +176,13 @@ def response_logprobs(model: DecoderLM, input_ids: jax.Array, attention_mask: ja
   logits = model.logits(hidden[:, prompt_width - 1:-1]) / temperature          # [R, N, V] f32
   tokens = input_ids[:, prompt_width:]
   token_logits = jnp.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0]
-  return token_logits - jax.nn.logsumexp(logits, axis=-1)
+  log_normalizer = jax.nn.logsumexp(logits, axis=-1)
+  logp = token_logits - log_normalizer
+  if not with_entropy:
+    return logp
+  logits, log_normalizer = jax.lax.stop_gradient((logits, log_normalizer))
+  entropy = log_normalizer - jnp.sum(jnp.exp(logits - log_normalizer[..., None]) * logits, axis=-1)
+  return logp, entropy
 
 
 @flax.struct.dataclass
@@ -274,12 +274,12 @@ def minibatch_gradients(graphdef: nnx.GraphDef, params: nnx.State, minibatch: Ro
 
     def scaled_numerator(params):
       model = nnx.merge(graphdef, params)
-      logp = response_logprobs(model, microbatch.input_ids, microbatch.attention_mask,
-                               microbatch.num_response_tokens, config.temperature)
+      logp, entropy = response_logprobs(model, microbatch.input_ids, microbatch.attention_mask,
+                                        microbatch.num_response_tokens, config.temperature, with_entropy=True)
       terms = policy_loss_terms(
           logp, microbatch.old_logp, microbatch.advantages, microbatch.response_mask, clip_low=config.clip_low,
           clip_high=config.clip_high, dual_clip=config.dual_clip, ref_logp=microbatch.ref_logp,
-          kl_coef=config.kl_coef)
+          kl_coef=config.kl_coef, entropy=entropy)
       return terms.loss[config.agg] / denominator, terms
 
     grads, terms = jax.grad(scaled_numerator, has_aux=True)(params)
@@ -308,8 +308,8 @@ def grpo_update(graphdef: nnx.GraphDef, state: TrainState, batch: RolloutBatch, 
   Returns:
     `(new_state, metrics)`, `new_state.step = state.step + 1`. `metrics` maps each of `METRICS` to f32 `[]`,
     the mean over the minibatches: loss, pg_loss, kl (aggregated with `config.agg`), clip_fraction,
-    dual_clip_fraction, approx_kl and logp_gap (token means of the minibatch, with the log-probs before its
-    step), grad_norm (global norm before clipping) and learning_rate (the rate each step used). A fully
+    dual_clip_fraction, approx_kl, logp_gap and entropy (token means of the minibatch, with the policy before its
+    step; entropy of its tempered softmax), grad_norm (global norm before clipping) and learning_rate (the rate each step used). A fully
     masked minibatch has zero gradient and metrics 0; AdamW then applies only its weight decay.
   """
   num_minibatches = config.num_minibatches

@@ -9,19 +9,16 @@ import numpy as np
 import pytest
 
 from darling_jax.data import (
-    CountdownBuilder,
-    CountdownConfig,
     JsonlFormatError,
     JsonlPromptsConfig,
-    countdown_problems,
-    prepare_countdown,
     prepare_jsonl_prompts,
     prompt_loader,
     read_jsonl_prompts,
     shard_bounds,
 )
-from darling_jax.data import countdown_builder
-from darling_jax.tasks import format_prompt, score_response, strategy_id
+from darling_jax.tasks.countdown import builder as countdown_builder
+from darling_jax.tasks.countdown import (CountdownBuilder, CountdownConfig, countdown_problems, format_prompt,
+                                        prepare_countdown, score_response, strategy_id)
 
 SMALL = {"num_train": 12, "num_test": 6}
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"

@@ -3,7 +3,7 @@
 import numpy as np
 
 from darling_jax.sampling import decode_responses
-from darling_jax.tasks.char_tokenizer import countdown_tokenizer
+from darling_jax.tasks.countdown.tokenizer import countdown_tokenizer
 
 
 def test_decode_stops_at_eos_drops_specials_and_groups():

@@ -2,6 +2,7 @@
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -9,6 +10,7 @@ import torch
 from darling_jax import sharding
 from darling_jax.models import DecoderConfig, init_model, load_pretrained
 from darling_jax.sampling import generate, truncate_logits
+from darling_jax.sampling.truncation import top_p_keep
 from darling_jax.sampling import sampler
 from darling_jax.sampling.sampler import DECODE_JIT, PREFILL_JIT, decode, prefill
 from tests.models.hf_fixtures import forward, make_hf_model
@@ -128,6 +130,28 @@ def test_truncation_sets():
   assert np.isfinite(truncate_logits(logits, top_p=0.6)).tolist() == [True, True, False, False, False]
   assert np.isfinite(truncate_logits(logits, top_p=0.5)).tolist() == [True, False, False, False, False]
   assert np.isfinite(truncate_logits(logits, top_p=0.86)).tolist() == [True, True, True, True, False]
+
+
+def _sorted_nucleus(logits, top_p):
+  """The nucleus by sorting: the prefix (descending) whose mass before each token is below top_p, plus ties."""
+  sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
+  probs = jax.nn.softmax(sorted_logits, axis=-1)
+  kept = jnp.cumsum(probs, axis=-1) - probs < top_p
+  return logits >= jnp.min(jnp.where(kept, sorted_logits, jnp.inf), axis=-1, keepdims=True)
+
+
+def test_nucleus_without_sorting_equals_the_sorted_nucleus():
+  ours = jax.jit(top_p_keep, static_argnames="top_p")
+  sorted_nucleus = jax.jit(_sorted_nucleus, static_argnames="top_p")
+  rng = np.random.default_rng(0)
+  for trial in range(150):
+    logits = rng.normal(size=(4, 300)) * rng.choice([0.1, 1.0, 5.0, 30.0])
+    if trial % 3 == 0:
+      logits = np.round(logits)  # ties, and -0.0 next to 0.0
+    logits[:, int(rng.integers(2, 300)):] = -np.inf  # vocabularies of 2 to 300 tokens
+    top_p = float(rng.choice([0.05, 0.3, 0.5, 0.9, 0.95, 0.999]))
+    np.testing.assert_array_equal(ours(logits.astype(np.float32), top_p=top_p),
+                                  sorted_nucleus(logits.astype(np.float32), top_p=top_p), err_msg=str(trial))
 
 
 def test_no_retrace_within_bucket(hf_and_ours, monkeypatch):

@@ -1,6 +1,6 @@
 """Surface forms of Countdown expressions: respellings of one strategy, and random expressions.
 
-`respell` writes the same strategy (equal canonical form, see `darling_jax.tasks.expression`) another way: the
+`respell` writes the same strategy (equal canonical form, see `darling_jax.tasks.countdown.expression`) another way: the
 signed terms of every sum and the factors of every product are shuffled (a sum always starts with a positive
 term, since there is no unary minus), and redundant parentheses are added now and then. Subtraction is never
 reordered: every term keeps its sign. It supplies the warm-start policy with several spellings per solution and
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from darling_jax.tasks.expression import BinaryOp, Expr, Number, canonical_form, parse_expression
+from darling_jax.tasks.countdown.expression import BinaryOp, Expr, Number, canonical_form, parse_expression
 
 _OPERATORS = ("+", "-", "*")
 _MAX_RESPELL_ATTEMPTS = 8
@@ -114,7 +114,7 @@ def respell(expr_text: str, rng: np.random.Generator, *, paren_prob: float = 0.2
   `"9-2"`) comes back wrapped in one redundant pair of parentheses, so the result always differs.
 
   Args:
-    expr_text: a valid Countdown expression (see `darling_jax.tasks.expression`).
+    expr_text: a valid Countdown expression (see `darling_jax.tasks.countdown.expression`).
     rng: the random source.
     paren_prob: probability of redundant parentheses per sum or product, in [0, 1].
 

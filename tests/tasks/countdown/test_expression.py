@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from darling_jax.tasks import (
+from darling_jax.tasks.countdown import (
     MAX_EXPRESSION_LENGTH,
     MAX_NESTING_DEPTH,
     BinaryOp,
@@ -20,7 +20,7 @@ from darling_jax.tasks import (
     parse_expression,
     used_numbers,
 )
-from darling_jax.tasks.expression import signed_form
+from darling_jax.tasks.countdown.expression import signed_form
 
 
 def canon(text: str) -> str:

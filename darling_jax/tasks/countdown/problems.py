@@ -1,7 +1,7 @@
 """The Countdown task: reach a target with + - * over a multiset of small integers.
 
 A problem is a list of numbers and a target. A response is one arithmetic expression (grammar in
-`darling_jax.tasks.expression`): the whole response, stripped of surrounding whitespace, must be the expression;
+`darling_jax.tasks.countdown.expression`): the whole response, stripped of surrounding whitespace, must be the expression;
 any other text makes it malformed. It may use each number at most as often as it appears in the problem and need
 not use all of them. Its quality is 1 when it evaluates exactly to the target, else 0. Two correct responses are
 the same strategy iff their canonical forms are equal.
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from darling_jax.tasks.expression import (
+from darling_jax.tasks.countdown.expression import (
     MAX_LITERAL_DIGITS,
     ExpressionError,
     SignedForm,
@@ -63,7 +63,7 @@ def check_prompt_numbers(numbers: Sequence[int], target: int) -> tuple[list[int]
 
 def format_prompt(numbers: Sequence[int], target: int) -> str:
   """The readable prompt (the datasets' `prompt` field), e.g. `"Numbers: 3 5 7 2 Target: 26 Expression:"`.
-  The policy reads a compact token form of it (`darling_jax.tasks.countdown_sft.format_policy_prompt`)."""
+  The policy reads a compact token form of it (`darling_jax.tasks.countdown.warm_start.format_policy_prompt`)."""
   numbers, target = check_prompt_numbers(numbers, target)
   return f"Numbers: {' '.join(str(number) for number in numbers)} Target: {target} Expression:"
 

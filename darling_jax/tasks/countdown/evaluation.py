@@ -13,29 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from darling_jax.evaluation.pass_at_k import pass_at_k
-from darling_jax.tasks.countdown import RESPONSE_VERDICTS, response_verdict
-from darling_jax.tasks.countdown_task import first_member_classes, response_key
-
-
-def report_ks(num_samples: int) -> list[int]:
-  """1, 2, 4, ... up to and including `num_samples`."""
-  ks = [1 << i for i in range(num_samples.bit_length()) if 1 << i < num_samples]
-  return ks + [num_samples]
-
-
-def pair_agreement(equivalent: np.ndarray, class_ids: np.ndarray) -> dict[str, float]:
-  """How a predicted equivalence `bool[B, G, G]` agrees with ground-truth classes `int[B, G]`, over the
-  unordered pairs i < j of every group: accuracy, and precision / recall of "equivalent"."""
-  equivalent = np.asarray(equivalent, bool)
-  truth = class_ids[:, :, None] == class_ids[:, None, :]
-  upper = np.triu(np.ones(truth.shape[1:], bool), k=1)[None]
-  predicted, actual = equivalent[np.broadcast_to(upper, truth.shape)], truth[np.broadcast_to(upper, truth.shape)]
-  true_positive = np.sum(predicted & actual)
-  return {"accuracy": float(np.mean(predicted == actual)),
-          "precision": float(true_positive / max(1, predicted.sum())),
-          "recall": float(true_positive / max(1, actual.sum())),
-          "equivalent_share": float(actual.mean()), "pairs": int(actual.size)}
+from darling_jax.evaluation.classifier_agreement import pair_agreement
+from darling_jax.evaluation.pass_at_k import pass_at_k, report_ks
+from darling_jax.tasks.countdown.oracle import first_member_classes, response_key
+from darling_jax.tasks.countdown.problems import RESPONSE_VERDICTS, response_verdict
 
 
 def evaluate_countdown(sample_texts: Callable[[dict[str, Any]], Sequence[Sequence[str]]],

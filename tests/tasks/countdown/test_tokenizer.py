@@ -5,8 +5,8 @@ import pytest
 import transformers
 
 from darling_jax.equivalence.encoding import PairFormat, tokenize_responses
-from darling_jax.tasks import enumerate_solutions, format_prompt, generate_problem
-from darling_jax.tasks.char_tokenizer import (COUNTDOWN_ALPHABET, NUMBER_DIGITS, SPECIAL_TOKENS, TARGET_DIGITS,
+from darling_jax.tasks.countdown import enumerate_solutions, format_prompt, generate_problem
+from darling_jax.tasks.countdown.tokenizer import (COUNTDOWN_ALPHABET, NUMBER_DIGITS, SPECIAL_TOKENS, TARGET_DIGITS,
                                               countdown_tokenizer)
 
 

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from darling_jax.data.countdown_builder import CountdownConfig, countdown_problems
+from darling_jax.tasks.countdown.builder import CountdownConfig, countdown_problems
 from darling_jax.equivalence.encoding import PairFormat
 from darling_jax.models import init_model
-from darling_jax.tasks.char_tokenizer import countdown_tokenizer
-from darling_jax.tasks.countdown_classifier import (
+from darling_jax.tasks.countdown.tokenizer import countdown_tokenizer
+from darling_jax.tasks.countdown.classifier import (
     CLASSIFIER_MAX_LENGTH,
     PAIR_KINDS,
     classifier_config,
@@ -16,7 +16,7 @@ from darling_jax.tasks.countdown_classifier import (
     oracle_pairs_with_kinds,
     train_countdown_classifier,
 )
-from darling_jax.tasks.countdown_sft import (
+from darling_jax.tasks.countdown.warm_start import (
     SftConfig,
     countdown_prompt_ids,
     format_policy_prompt,
@@ -25,7 +25,7 @@ from darling_jax.tasks.countdown_sft import (
     sft_examples,
     train_sft,
 )
-from darling_jax.tasks.expression import canonical_form, parse_expression
+from darling_jax.tasks.countdown.expression import canonical_form, parse_expression
 
 
 @pytest.fixture(scope="module")

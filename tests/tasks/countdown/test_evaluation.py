@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from darling_jax.evaluation.countdown import evaluate_countdown, pair_agreement, report_ks
+from darling_jax.tasks.countdown.evaluation import evaluate_countdown, pair_agreement, report_ks
 
 
 def test_metrics_of_fixed_responses():

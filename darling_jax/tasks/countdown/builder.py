@@ -1,6 +1,6 @@
 """Countdown problems as a TF-free tensorflow-datasets builder: array_record files read with grain.
 
-Each example is one problem of `darling_jax.tasks.countdown` with at least `min_strategies` distinct correct
+Each example is one problem of `darling_jax.tasks.countdown.problems` with at least `min_strategies` distinct correct
 strategies, found by brute-force enumeration (`enumerate_solutions`) and stored with it:
 
 * `numbers` (int32 sequence) and `target` (int32): the problem;
@@ -34,14 +34,14 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from darling_jax.data.loader import prepare_offline
-from darling_jax.tasks.countdown import (
+from darling_jax.tasks.countdown.problems import (
     MAX_ENUMERATION_NUMBERS,
     checked_int,
     enumerate_solutions,
     format_prompt,
     generate_problem,
 )
-from darling_jax.tasks.expression import MAX_LITERAL_DIGITS
+from darling_jax.tasks.countdown.expression import MAX_LITERAL_DIGITS
 
 # Consecutive draws that all repeat an earlier problem before generation gives up: the settings admit too few
 # distinct problems for the requested split sizes.

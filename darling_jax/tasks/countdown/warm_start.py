@@ -7,7 +7,7 @@ strategy diversity (see README for what `configs/default.py`'s warm start reache
 
 The policy's prompt is compact: `<bos>`, the numbers in number digits, the target in target digits, then `:`
 (`format_policy_prompt`: `"<n3><n5><n7><n2><t2><t6>:"` for numbers 3 5 7 2 and target 26; 8 tokens). Prompt
-digits are tokens the policy never needs to write (`darling_jax.tasks.char_tokenizer`), so its context tells
+digits are tokens the policy never needs to write (`darling_jax.tasks.countdown.tokenizer`), so its context tells
 the numbers it was given from the ones it has used. With the readable `format_prompt` text
 instead, the same policy copies the numbers but keeps no count of them, and most samples use a number too
 often (experiments/README.md, "Does the warm start learn which numbers it has used?").
@@ -37,10 +37,11 @@ import optax
 from flax import nnx
 
 from darling_jax.models.config import DecoderConfig
-from darling_jax.tasks.char_tokenizer import (BOS, EOS, NUMBER_DIGITS, PAD, TARGET_DIGITS, countdown_tokenizer,
+from darling_jax.optim import learning_rate_schedule, make_optimizer
+from darling_jax.tasks.countdown.tokenizer import (BOS, EOS, NUMBER_DIGITS, PAD, TARGET_DIGITS, countdown_tokenizer,
                                               countdown_vocab)
-from darling_jax.tasks.countdown import check_prompt_numbers
-from darling_jax.tasks.spelling import respell
+from darling_jax.tasks.countdown.problems import check_prompt_numbers
+from darling_jax.tasks.countdown.spelling import respell
 from darling_jax.tracing import max_traces
 
 
@@ -193,17 +194,14 @@ class SftConfig:
 
 def sft_learning_rate(config: SftConfig) -> optax.Schedule:
   """Linear warmup from 0 over `warmup` steps, then cosine decay to `learning_rate * final_lr_fraction`."""
-  return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=config.learning_rate, warmup_steps=config.warmup, decay_steps=config.steps,
-      end_value=config.learning_rate * config.final_lr_fraction)
+  return learning_rate_schedule("warmup_cosine", config.learning_rate, warmup_steps=config.warmup,
+                                total_steps=config.steps, end_value=config.learning_rate * config.final_lr_fraction)
 
 
 def sft_optimizer(config: SftConfig) -> optax.GradientTransformation:
   """Global-norm clipping, then AdamW on the `sft_learning_rate` schedule (decay on >= 2-d parameters)."""
-  return optax.chain(
-      optax.clip_by_global_norm(config.max_grad_norm),
-      optax.adamw(sft_learning_rate(config), weight_decay=config.weight_decay,
-                  mask=lambda params: jax.tree.map(lambda x: x.ndim >= 2, params)))
+  return make_optimizer(sft_learning_rate(config), weight_decay=config.weight_decay,
+                        max_grad_norm=config.max_grad_norm, decay_matrices_only=True)
 
 
 def sft_loss(model, batch: dict[str, jax.Array]) -> jax.Array:

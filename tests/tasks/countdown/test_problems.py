@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from darling_jax.tasks import (
+from darling_jax.tasks.countdown import (
     ExpressionError,
     Number,
     canonical_form,
@@ -23,7 +23,7 @@ from darling_jax.tasks import (
     score_response,
     strategy_id,
 )
-from darling_jax.tasks.countdown import RESPONSE_VERDICTS, response_verdict
+from darling_jax.tasks.countdown.problems import RESPONSE_VERDICTS, response_verdict
 
 NUMBERS = [3, 5, 7, 2]
 TARGET = 26

@@ -2,7 +2,7 @@
 
 DARLING partitions a prompt's responses with a learned "same answer?" classifier. For Countdown the ground
 truth is known: two expressions are one strategy iff their canonical forms are equal
-(`darling_jax.tasks.expression.canonical_form`). A wrong expression has a canonical form too, so two spellings
+(`darling_jax.tasks.countdown.expression.canonical_form`). A wrong expression has a canonical form too, so two spellings
 of the same wrong expression are also equivalent. This module draws labelled pairs of expressions as the policy
 writes them and trains a small classifier to reproduce the oracle, so the RL run exercises the learned-classifier
 path of the paper while its verdicts can be checked exactly.
@@ -36,9 +36,9 @@ from darling_jax.classifiers import BertClassifierConfig, init_classifier
 from darling_jax.equivalence.pair_data import PairExample
 from darling_jax.equivalence.pair_metrics import classification_metrics, pair_probabilities
 from darling_jax.equivalence.training import TrainConfig, train_pair_classifier
-from darling_jax.tasks.char_tokenizer import PAD, countdown_tokenizer, countdown_vocab
-from darling_jax.tasks.expression import canonical_form, parse_expression
-from darling_jax.tasks.spelling import random_expression, respell
+from darling_jax.tasks.countdown.tokenizer import PAD, countdown_tokenizer, countdown_vocab
+from darling_jax.tasks.countdown.expression import canonical_form, parse_expression
+from darling_jax.tasks.countdown.spelling import random_expression, respell
 
 # Longest pair in tokens: `[CLS] a [SEP] b [SEP]`, each expression cut to (64 - 3) // 2 = 30 characters (the
 # default problems' solutions have at most 13, respelled ones about 20).

@@ -1,0 +1,56 @@
+"""The frozen reference policy of the KL term: its log-probs of each rollout batch, sharded like the policy.
+
+With `grpo.kl_coef > 0` the loss adds `kl_coef ×` the k3 KL between the policy and a frozen reference (the
+policy RL starts from), token-mean aggregated (arXiv 2509.02534 App. 9, Table 6: 0.001 `low_var_kl` for the
+WildChat runs; verl's `use_kl_loss`). The reference's parameters are a separate copy in the policy's parameter
+shardings; its log-probs are computed once per rollout batch, before the update, and enter the batch as
+`RolloutBatch.ref_logp`.
+
+    reference_logprobs = make_reference_logprobs(graphdef, reference_params, mesh, temperature=1.0)
+    ref_logp = reference_logprobs(rows.input_ids, rows.attention_mask, rows.num_response_tokens)   # f32 [R, N]
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.sharding import Mesh
+
+from darling_jax import sharding
+from darling_jax.grpo.update import response_logprobs
+
+
+def make_reference_logprobs(graphdef: nnx.GraphDef, params: nnx.State, mesh: Mesh, *, temperature: float
+                            ) -> Callable[[jax.Array, jax.Array, int], jax.Array]:
+  """`fn(input_ids, attention_mask) -> ref_logp`: the frozen `params`' log-probs of the response tokens.
+
+  Args:
+    graphdef: the policy's graph definition.
+    params: the reference's `nnx.Param` state (already in the policy's parameter shardings; not donated, never
+      changed).
+    mesh: the run's mesh; rows are sharded over its `data` × `fsdp` axes, as the update's.
+    temperature: the rollout temperature (log-probs of `softmax(logits / temperature)`, as the policy's).
+
+  Returns:
+    `fn(input_ids int32 [R, P+N], attention_mask int32 [R, P+N], num_response_tokens N) -> f32 [R, N]`, jitted
+    once per (P, N) (as `RolloutBatch` rows; the jitted function is `fn.jitted`).
+  """
+  rows = sharding.batch_sharding(mesh, 2)
+  param_shardings = jax.tree.map(lambda x: x.sharding, params)
+
+  @functools.partial(jax.jit, static_argnames=("num_response_tokens",), in_shardings=(param_shardings, rows, rows),
+                     out_shardings=rows)
+  def reference_forward(params, input_ids, attention_mask, *, num_response_tokens):
+    model = nnx.merge(graphdef, params)
+    return response_logprobs(model, input_ids, attention_mask, num_response_tokens, temperature).astype(jnp.float32)
+
+  def reference_logprobs(input_ids: jax.Array, attention_mask: jax.Array, num_response_tokens: int) -> jax.Array:
+    with jax.set_mesh(mesh):
+      return reference_forward(params, input_ids, attention_mask, num_response_tokens=int(num_response_tokens))
+
+  reference_logprobs.jitted = reference_forward
+  return reference_logprobs
