@@ -49,7 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
       path="", threshold=config_dict.placeholder(float), max_length=config_dict.placeholder(int), both_orders=True,
       rows_per_call=256, short_answer_max_words=5,
       train_pairs=str(SHARED_DATA / "noveltybench" / "classifier_train.jsonl"), encoder=minilm_path(),
-      train=dict(max_length=64, batch_size=32, epochs=2, learning_rate=1e-4, warmup_fraction=0.1,
+      train=dict(max_length=64, batch_size=32, epochs=1, learning_rate=1e-4, warmup_fraction=0.1,
                  frozen=("bert.embeddings", "bert.encoder.layers.0", "bert.encoder.layers.1",
                          "bert.encoder.layers.2"), log_every=20),
   ))
@@ -66,7 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint = ml_collections.ConfigDict(dict(every=10, keep=1))
   # The paper's math evaluation samples at T = 0.6, top-p 0.95.
   config.eval = ml_collections.ConfigDict(dict(
-      num_problems=100, num_samples=8, temperature=0.6, top_p=0.95, prompts_per_batch=25, base_policy=True,
+      num_problems=48, num_samples=8, temperature=0.6, top_p=0.95, prompts_per_batch=48, base_policy=True,
       classifier_accuracy=True))
   config.log = ml_collections.ConfigDict(dict(progress_bar=True, tensorboard=True, rollouts_every=5))
   return config

@@ -128,7 +128,10 @@ def plot_training_curves(metrics_path: str | os.PathLike, png_path: str | os.Pat
 
   rows = read_metrics(metrics_path)
   steps = np.asarray([row["step"] for row in rows])
-  curves = [(key, label) for key, label in (*curves, *CURVES) if rows and key in rows[0]]
+  def logged(key):  # a metric the run logged and that ever moved (e.g. no KL panel for a run without a reference)
+    return rows and key in rows[0] and any(row.get(key, 0.0) != 0.0 for row in rows)
+
+  curves = [(key, label) for key, label in (*curves, *CURVES) if logged(key)]
   figure, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.2), squeeze=False)
   for axis, (key, label) in zip(axes[0], curves):
     values = np.asarray([row.get(key, np.nan) for row in rows], np.float64)

@@ -25,7 +25,6 @@ steps since its last checkpoint) resumes from its last checkpoint with the same 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import pathlib
@@ -45,136 +44,15 @@ from ml_collections import config_flags
 
 from darling_jax import reporting, sharding
 from darling_jax.checkpointing import Checkpointer, with_shardings
-from darling_jax.config_sections import dataclass_from_section
 from darling_jax.data import prompt_loader
 from darling_jax.diversity.sources import DiversityContext
-from darling_jax.grpo import (UpdateConfig, init_train_state, make_optimizer, make_reference_logprobs,
-                              make_update_fn, rollout_batch_shardings, train_state_shardings)
+from darling_jax.grpo import (init_train_state, make_optimizer, make_reference_logprobs, make_update_fn,
+                              rollout_batch_shardings, train_state_shardings)
 from darling_jax.models import save_pretrained
-from darling_jax.quality import Quality, RewardModel
-from darling_jax.stages import ClassifierSettings, PolicySettings, classifier_stage, policy_stage
-from darling_jax.tasks import EvalContext, Task, make_task
-from darling_jax.train_step import StepConfig, TrainStep, finite_or_raise
-
-# The `rl` keys that are the loop's, not the step's.
-LOOP_KEYS = ("steps", "prompts_per_step")
-
-
-@dataclasses.dataclass(frozen=True)
-class QualitySettings:
-  """The `quality` section: TRL-style reward functions replacing the task's default quality.
-
-  Attributes:
-    functions: names in `darling_jax.quality.REWARD_FUNCTIONS`, `"package.module:function"` import paths, or
-      `"reward_model"` (the reward model below); empty: the task's own quality.
-    weights: one weight per function (empty: all 1.0).
-    reward_model: HF directory of a one-label decoder `*ForSequenceClassification` (for `"reward_model"`).
-    reward_model_max_length: longest scored (prompt, completion) in tokens.
-    reward_model_batch_size: rows per jitted reward-model call.
-  """
-
-  functions: tuple[str, ...] = ()
-  weights: tuple[float, ...] = ()
-  reward_model: str = ""
-  reward_model_max_length: int = 1024
-  reward_model_batch_size: int = 8
-
-  def __post_init__(self):
-    if isinstance(self.functions, str):
-      object.__setattr__(self, "functions", (self.functions,))
-    if self.weights and len(self.weights) != len(self.functions):
-      raise ValueError(f"quality.weights has {len(self.weights)} entries for {len(self.functions)} "
-                       f"quality.functions {list(self.functions)}")
-    if "reward_model" in self.functions and not self.reward_model:
-      raise ValueError("quality.functions names 'reward_model' but quality.reward_model (the model's HF "
-                       "directory) is empty")
-    if self.reward_model and not os.path.isdir(os.path.expanduser(self.reward_model)):
-      raise FileNotFoundError(f"quality.reward_model {self.reward_model!r} is not a directory")
-
-
-@dataclasses.dataclass(frozen=True)
-class EvalSettings:
-  """The `eval` section: the end-of-run evaluation of the starting and the final policy.
-
-  Attributes:
-    num_problems: evaluation prompts (the first ones of the task's evaluation split).
-    num_samples: responses per prompt (the k of pass@k goes up to it).
-    temperature, top_p: sampling of the evaluation responses.
-    prompts_per_batch: prompts per sampler call.
-    base_policy: also evaluate the starting policy (cached in workdir/base_eval.json).
-    classifier_accuracy: give the task's evaluation the pair classifier (to measure it against ground truth).
-  """
-
-  num_problems: int = 100
-  num_samples: int = 8
-  temperature: float = 1.0
-  top_p: float = 1.0
-  prompts_per_batch: int = 50
-  base_policy: bool = True
-  classifier_accuracy: bool = True
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSettings:
-  """Every section of a run config, parsed and checked (before any stage runs)."""
-
-  task: Task
-  policy: PolicySettings
-  quality: QualitySettings
-  classifier: ClassifierSettings
-  step: StepConfig
-  update: UpdateConfig
-  eval: EvalSettings
-  steps: int
-  prompts_per_step: int
-
-
-def parse_config(config: ml_collections.ConfigDict) -> RunSettings:
-  """`RunSettings` of a run config: each section checked, and the checks across sections (raises one clear
-  error naming the key)."""
-  step = dataclass_from_section(config.rl, StepConfig, "rl", ignore=LOOP_KEYS)
-  if "temperature" in config.grpo:
-    raise ValueError("config key 'grpo.temperature' is not used: the update's log-probs use rl.temperature")
-  update = dataclass_from_section(config.grpo, UpdateConfig, "grpo", temperature=step.temperature)
-  task = make_task(config.task)
-  policy = dataclass_from_section(config.get("policy"), PolicySettings, "policy")
-  quality = dataclass_from_section(config.get("quality"), QualitySettings, "quality")
-  classifier = dataclass_from_section(config.get("classifier"), ClassifierSettings, "classifier")
-  evaluation = dataclass_from_section(config.eval, EvalSettings, "eval")
-  for name in ("steps", "prompts_per_step"):
-    if int(config.rl[name]) < 1:
-      raise ValueError(f"rl.{name} must be >= 1, got {config.rl[name]}")
-  if update.kl_coef > 0 and not policy.checkpoint and not task.warm_start_enabled():
-    raise ValueError(f"grpo.kl_coef={update.kl_coef} > 0 needs a reference policy, but the policy starts from a "
-                     f"random initialisation: set policy.checkpoint, or use a task warm start")
-  needs_classifier = step.diversity_source == "classifier"
-  if needs_classifier and classifier.source(task) is None:
-    raise ValueError(f"rl.diversity_source='classifier' needs a pair classifier: set classifier.path (an HF "
-                     f"directory), or classifier.train_pairs and classifier.encoder (task {task.name!r} trains "
-                     "none of its own)")
-  if step.diversity_source == "oracle" and type(task).oracle_classes is Task.oracle_classes:
-    raise ValueError(f"rl.diversity_source='oracle' needs ground-truth classes, which task {task.name!r} has not")
-  quality_functions(task, quality, mesh=None, check_only=True)
-  return RunSettings(task, policy, quality, classifier, step, update, evaluation, int(config.rl.steps),
-                     int(config.rl.prompts_per_step))
-
-
-def quality_functions(task: Task, settings: QualitySettings, *, mesh, check_only: bool = False) -> Quality | None:
-  """The run's `Quality`: `quality.functions` (with `quality.weights`), or the task's default."""
-  if not settings.functions:
-    return None if check_only else Quality(task.quality_functions())
-  weights = settings.weights or (1.0,) * len(settings.functions)
-  entries = []
-  for name, weight in zip(settings.functions, weights):
-    if name == "reward_model":
-      entries.append((None if check_only else RewardModel(
-          settings.reward_model, mesh=mesh, max_length=settings.reward_model_max_length,
-          batch_size=settings.reward_model_batch_size), weight))
-    else:
-      from darling_jax.quality import REWARD_FUNCTIONS
-      entries.append((REWARD_FUNCTIONS.get(name), weight))  # unknown names raise here
-  return None if check_only else Quality(entries)
-
+from darling_jax.run_settings import EvalSettings, parse_config, quality_functions
+from darling_jax.stages import classifier_stage, policy_stage
+from darling_jax.tasks import EvalContext
+from darling_jax.train_step import TrainStep, finite_or_raise
 
 def check_workdir(workdir: str | os.PathLike) -> pathlib.Path:
   """The workdir, created if missing; one clear error if it cannot be written."""
@@ -265,13 +143,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   # ---- stages (cached in workdir)
   data = task.prepare_data(workdir / "data")
+  quality = quality_functions(task, run.quality, mesh=mesh)
+  check_quality_on_a_prompt(task, quality, data)
   policy = policy_stage(workdir / "policy_sft", run.policy, task, data, seed=config.seed, mesh=mesh)
   task.check_tokenizer(policy.tokenizer, policy.source)
   equivalence, classifier_info = None, {}
   if run.step.diversity_source == "classifier" or run.eval.classifier_accuracy:
     equivalence, classifier_info = classifier_stage(workdir / "classifier", run.classifier, task, data,
                                                     seed=config.seed)
-  quality = quality_functions(task, run.quality, mesh=mesh)
 
   # ---- RL state, sharded update, reference policy, checkpoints
   model = policy.model
@@ -293,7 +172,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                                ngram_unit=run.step.ngram_unit)
   step_fn = TrainStep(graphdef, update, task, quality, diversity, policy.tokenizer, run.step,
                       eos_ids=policy.eos_ids, mesh=mesh, reference_logprobs=reference_logprobs)
-  _check_quality_on_a_batch(step_fn, data)
   base_eval = None
   if run.eval.base_policy:
     base_eval = _cached_json(workdir / "base_eval.json", lambda: evaluate_policy(
@@ -375,13 +253,13 @@ def _summary_keys(rows: list[dict[str, float]]) -> list[str]:
   return [k for k in rows[-1] if k != "step" and (k in keep or not k.startswith(("time/", "update/")))]
 
 
-def _check_quality_on_a_batch(step_fn: TrainStep, data) -> None:
-  """Runs the reward functions once on a training prompt (an empty and a one-word completion), so a function
-  that returns the wrong number of values or a non-number fails before training starts."""
+def check_quality_on_a_prompt(task, quality, data) -> None:
+  """Runs the reward functions once on the first training prompt (an empty and a one-word completion), so a
+  function that raises, or returns the wrong number of values or a non-number, fails before any training."""
   loader = prompt_loader(data.train, data.train_split, batch_size=1, seed=0, shuffle=False, num_epochs=1,
                          prefetch_batches=0)
   batch = next(iter(loader))
-  step_fn.score(batch, [["", "answer"]])
+  quality(task.prompts(batch), [["", "answer"]], task.reward_columns(batch))
 
 
 def _cached_json(path: pathlib.Path, compute):

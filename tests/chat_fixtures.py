@@ -55,3 +55,15 @@ def reward_model_directory(directory: pathlib.Path, model_type: str = "llama", s
   model.save_pretrained(directory)
   tokenizer.save_pretrained(directory)
   return str(directory)
+
+
+def classifier_directory(directory: pathlib.Path, seed: int = 0) -> str:
+  """A random 1-layer BERT pair classifier over `chat_tokenizer`, whose `<|im_start|>` / `<|im_end|>` serve as
+  [CLS] / [SEP] (as the official Qwen3-Embedding classifier's do)."""
+  from darling_jax.classifiers import BertClassifierConfig, init_classifier, save_classifier
+  tokenizer = chat_tokenizer()
+  tokenizer.cls_token, tokenizer.sep_token = "<|im_start|>", "<|im_end|>"
+  config = BertClassifierConfig(vocab_size=264, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                                num_labels=2, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+  save_classifier(init_classifier(config, seed=seed), str(directory), tokenizer=tokenizer)
+  return str(directory)

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import numbers
 import operator
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -168,7 +167,8 @@ class _ShardStream:
     self._size = end - start
     self._seed = seed
     self._shuffle = shuffle
-    self._length = sys.maxsize if num_epochs is None else self._size * num_epochs
+    # "Forever" is 2**62 records: grain adds to the length, so sys.maxsize itself overflows (batch_size=1).
+    self._length = 2**62 if num_epochs is None else self._size * num_epochs
     self._orders: dict[int, np.ndarray] = {}
 
   def __len__(self) -> int:

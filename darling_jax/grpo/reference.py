@@ -16,7 +16,6 @@ import functools
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -37,20 +36,22 @@ def make_reference_logprobs(graphdef: nnx.GraphDef, params: nnx.State, mesh: Mes
 
   Returns:
     `fn(input_ids int32 [R, P+N], attention_mask int32 [R, P+N], num_response_tokens N) -> f32 [R, N]`, jitted
-    once per (P, N) (as `RolloutBatch` rows; the jitted function is `fn.jitted`).
+    once per shape (`fn.jitted(N)` is the jitted function for N).
   """
   rows = sharding.batch_sharding(mesh, 2)
   param_shardings = jax.tree.map(lambda x: x.sharding, params)
 
-  @functools.partial(jax.jit, static_argnames=("num_response_tokens",), in_shardings=(param_shardings, rows, rows),
-                     out_shardings=rows)
-  def reference_forward(params, input_ids, attention_mask, *, num_response_tokens):
-    model = nnx.merge(graphdef, params)
-    return response_logprobs(model, input_ids, attention_mask, num_response_tokens, temperature).astype(jnp.float32)
+  @functools.lru_cache(maxsize=8)
+  def jitted(num_response_tokens: int):
+    def reference_forward(params, input_ids, attention_mask):
+      model = nnx.merge(graphdef, params)
+      return response_logprobs(model, input_ids, attention_mask, num_response_tokens, temperature)
+    return jax.jit(reference_forward, in_shardings=(param_shardings, rows, rows), out_shardings=rows)
 
   def reference_logprobs(input_ids: jax.Array, attention_mask: jax.Array, num_response_tokens: int) -> jax.Array:
+    input_ids, attention_mask = jax.device_put((input_ids, attention_mask), rows)
     with jax.set_mesh(mesh):
-      return reference_forward(params, input_ids, attention_mask, num_response_tokens=int(num_response_tokens))
+      return jitted(int(num_response_tokens))(params, input_ids, attention_mask)
 
-  reference_logprobs.jitted = reference_forward
+  reference_logprobs.jitted = jitted
   return reference_logprobs

@@ -37,7 +37,8 @@ class Quality:
   """The weighted sum of reward functions (TRL's GRPOTrainer reward semantics).
 
   Args:
-    functions: `(function or name in REWARD_FUNCTIONS, weight)` pairs; at least one.
+    functions: `(function or name in REWARD_FUNCTIONS, weight)` pairs; at least one. A function is known (in
+      metrics and errors) by its registry name, the attribute of a `"module:attribute"` path, or its `__name__`.
   """
 
   def __init__(self, functions: Sequence[tuple[str | Callable, float]]):
@@ -50,7 +51,7 @@ class Quality:
         raise ValueError(f"reward function {entry!r} is not callable")
       if not isinstance(weight, numbers.Real) or not math.isfinite(weight):
         raise ValueError(f"the weight of reward function {entry!r} must be a finite number, got {weight!r}")
-      name = entry if isinstance(entry, str) else function_name(fn)
+      name = entry.rsplit(":", 1)[-1] if isinstance(entry, str) else function_name(fn)
       self.functions.append((name, fn, float(weight)))
     names = [name for name, _, _ in self.functions]
     if len(set(names)) != len(names):

@@ -67,12 +67,13 @@ class EvalContext:
 
 
 class Task:
-  """Base class of tasks (see the module docstring). Subclasses implement the first four methods; the others
-  have defaults that mean "this task has no such thing"."""
+  """Base class of tasks (see the module docstring). Subclasses implement `prepare_data` and
+  `quality_functions`; the defaults of the others render each prompt as one user turn of the policy's chat
+  template, evaluate quality and distinct responses, and mean "this task has no such thing" for the rest."""
 
   name = "task"
   # Whether `prompt_ids` renders prompts with the policy tokenizer's chat template (checked before any stage).
-  needs_chat_template = False
+  needs_chat_template = True
   # Task metrics (of `rollout_metrics`) plotted with the run's curves: `(metric, label)` pairs.
   curves: tuple[tuple[str, str], ...] = ()
 
@@ -85,8 +86,11 @@ class Task:
     raise NotImplementedError
 
   def prompt_ids(self, batch: dict[str, Any], tokenizer) -> list[list[int]]:
-    """Token ids of each prompt of `batch` for the policy's `tokenizer` (B lists)."""
-    raise NotImplementedError
+    """Token ids of each prompt of `batch` for the policy's `tokenizer` (B lists); default: each prompt text as
+    one user message of the tokenizer's chat template, with the assistant's turn opened."""
+    return [list(tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                               tokenize=True, return_dict=False))
+            for prompt in self.prompts(batch)]
 
   def quality_functions(self) -> list[tuple[str | Callable, float]]:
     """The task's default quality: `(reward function or its name in darling_jax.quality, weight)` pairs; a run
@@ -94,8 +98,26 @@ class Task:
     raise NotImplementedError
 
   def evaluate(self, context: EvalContext) -> dict[str, float]:
-    """The end-of-run evaluation of one policy: a flat dict of the task's metrics."""
-    raise NotImplementedError
+    """The end-of-run evaluation of one policy: a flat dict of the task's metrics. Default: the mean quality of
+    `num_samples` responses per prompt, and the distinct responses per prompt (whitespace-normalised texts, and
+    the pair classifier's classes when the run has one)."""
+    from darling_jax.diversity import partition
+    quality, distinct, classes = [], [], []
+    for batch in context.batches():
+      texts = context.sample(batch, context.num_samples)
+      quality.append(np.asarray(context.quality(batch, texts), np.float32).reshape(-1))
+      distinct.extend(len({" ".join(text.split()) for text in group}) for group in texts)
+      if context.equivalence is not None:
+        class_ids = np.asarray(partition(context.equivalence(texts)[0]))
+        classes.extend(len(set(ids)) for ids in class_ids)
+    if not distinct:
+      raise ValueError(f"task {self.name!r}: the evaluation split gave no prompts")
+    n = context.num_samples
+    metrics = {"prompts": float(len(distinct)), "quality": float(np.mean(np.concatenate(quality))),
+               f"distinct@{n}": float(np.mean(distinct))}
+    if classes:
+      metrics[f"classes@{n}"] = float(np.mean(classes))
+    return metrics
 
   # ------------------------------------------------------------------ with defaults
   def prompts(self, batch: dict[str, Any]) -> list[str]:

@@ -247,6 +247,8 @@ def test_loader_batches(countdown):
                                       shard_count=1))
   first_epoch, second_epoch = two_epochs[:12], two_epochs[12:]
   assert sorted(first_epoch) == sorted(second_epoch) == all_prompts and first_epoch != second_epoch
+  forever = iter(prompt_loader(builder, "train", batch_size=1, seed=0, shard_index=0, shard_count=1))
+  assert [next(forever)["prompt"][0] for _ in range(13)][12] in all_prompts  # one record per batch, repeating
 
 
 @pytest.mark.parametrize("split, shard_count", [("train", 2), ("test", 4)])

@@ -73,6 +73,7 @@ class CountdownTask(Task):
   """The Countdown task (see the module docstring)."""
 
   name = "countdown"
+  needs_chat_template = False  # its own character tokenizer and compact prompt
   curves = (("pass_rate", "pass rate"), ("distinct_correct", "distinct correct strategies / group"))
 
   def __init__(self, config: Mapping[str, Any] | None = None):
