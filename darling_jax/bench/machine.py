@@ -67,7 +67,8 @@ def _sft_step_times(steps: int) -> np.ndarray:
 
   from darling_jax.models import init_model
   from darling_jax.tasks.countdown.tokenizer import countdown_tokenizer
-  from darling_jax.tasks.countdown.warm_start import SftConfig, make_sft_step, pad_sft_batch, policy_config, sft_examples
+  from darling_jax.tasks.countdown.warm_start import (SftConfig, make_sft_step, pad_sft_batch, policy_config,
+                                                      sft_examples)
 
   tokenizer = countdown_tokenizer()
   config = SftConfig(batch_size=32, max_len=64)

@@ -309,8 +309,8 @@ def grpo_update(graphdef: nnx.GraphDef, state: TrainState, batch: RolloutBatch, 
     `(new_state, metrics)`, `new_state.step = state.step + 1`. `metrics` maps each of `METRICS` to f32 `[]`,
     the mean over the minibatches: loss, pg_loss, kl (aggregated with `config.agg`), clip_fraction,
     dual_clip_fraction, approx_kl, logp_gap and entropy (token means of the minibatch, with the policy before its
-    step; entropy of its tempered softmax), grad_norm (global norm before clipping) and learning_rate (the rate each step used). A fully
-    masked minibatch has zero gradient and metrics 0; AdamW then applies only its weight decay.
+    step; entropy of its tempered softmax), grad_norm (global norm before clipping) and learning_rate (the rate
+    each step used). A fully masked minibatch has zero gradient and metrics 0; AdamW then applies only its weight decay.
   """
   num_minibatches = config.num_minibatches
   config.minibatch_layout(batch.response_mask.shape[0])

@@ -1,10 +1,10 @@
 """The Countdown task: reach a target with + - * over a multiset of small integers.
 
 A problem is a list of numbers and a target. A response is one arithmetic expression (grammar in
-`darling_jax.tasks.countdown.expression`): the whole response, stripped of surrounding whitespace, must be the expression;
-any other text makes it malformed. It may use each number at most as often as it appears in the problem and need
-not use all of them. Its quality is 1 when it evaluates exactly to the target, else 0. Two correct responses are
-the same strategy iff their canonical forms are equal.
+`darling_jax.tasks.countdown.expression`): the whole response, stripped of surrounding whitespace, must be the
+expression; any other text makes it malformed. It may use each number at most as often as it appears in the
+problem and need not use all of them. Its quality is 1 when it evaluates exactly to the target, else 0. Two
+correct responses are the same strategy iff their canonical forms are equal.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ import collections
 import numpy as np
 import pytest
 
+from darling_jax.tasks.countdown.expression import (ExpressionError, canonical_form, evaluate, parse_expression,
+                                                    used_numbers)
 from darling_jax.tasks.countdown.problems import generate_problem
-from darling_jax.tasks.countdown.expression import ExpressionError, canonical_form, evaluate, parse_expression, used_numbers
 from darling_jax.tasks.countdown.spelling import random_expression, respell
 
 

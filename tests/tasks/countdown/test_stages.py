@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-from darling_jax.tasks.countdown.builder import CountdownConfig, countdown_problems
 from darling_jax.equivalence.encoding import PairFormat
 from darling_jax.models import init_model
-from darling_jax.tasks.countdown.tokenizer import countdown_tokenizer
+from darling_jax.tasks.countdown.builder import CountdownConfig, countdown_problems
 from darling_jax.tasks.countdown.classifier import (
     CLASSIFIER_MAX_LENGTH,
     PAIR_KINDS,
@@ -16,6 +15,8 @@ from darling_jax.tasks.countdown.classifier import (
     oracle_pairs_with_kinds,
     train_countdown_classifier,
 )
+from darling_jax.tasks.countdown.expression import canonical_form, parse_expression
+from darling_jax.tasks.countdown.tokenizer import countdown_tokenizer
 from darling_jax.tasks.countdown.warm_start import (
     SftConfig,
     countdown_prompt_ids,
@@ -25,7 +26,6 @@ from darling_jax.tasks.countdown.warm_start import (
     sft_examples,
     train_sft,
 )
-from darling_jax.tasks.countdown.expression import canonical_form, parse_expression
 
 
 @pytest.fixture(scope="module")
