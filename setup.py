@@ -24,6 +24,7 @@ setup(
         "grain>=0.2.10",
         "importlib_resources",
         "gguf>=0.17",
+        "math-verify>=0.8",  # the math task's answer check (the paper's verifier)
         "numpy>=1.26",
         "absl-py",
         "tqdm",

@@ -88,7 +88,8 @@ class ClassifierSettings:
       raise FileNotFoundError(f"classifier.path {self.path!r} is not a directory")
     if self.train_pairs and not self.path:
       if not os.path.isfile(os.path.expanduser(self.train_pairs)):
-        raise FileNotFoundError(f"classifier.train_pairs {self.train_pairs!r} does not exist")
+        raise FileNotFoundError(f"classifier.train_pairs {self.train_pairs!r} does not exist (set it to a JSONL of "
+                                "labelled pairs, or classifier.path to a trained pair classifier)")
       if not self.encoder:
         raise ValueError("classifier.train_pairs is set but classifier.encoder is empty: name the BERT encoder "
                          "directory to train the pair classifier from")

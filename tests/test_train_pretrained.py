@@ -38,6 +38,9 @@ def micro_config(policy: str, classifier: str | None = None):
   config.task.arithmetic = dict(seed=0, num_train=16, num_test=4, max_operand=9)
   config.task.shots = ()  # byte-level prompts of about 100 tokens
   config.classifier.path = classifier or ""
+  config.classifier.train_pairs = ""  # no stage trains a classifier here (the shared pairs need not be present)
+  if classifier is None:
+    config.rl.diversity_source = "ngram"
   config.quality.functions = ("math_verify", "tests.test_train_pretrained:brevity")
   config.quality.weights = (1.0, 0.5)
   config.rl.update(steps=2, prompts_per_step=2, group_size=4, max_new_tokens=8)
@@ -110,7 +113,7 @@ def test_start_up_errors_name_the_problem_and_write_nothing(tmp_path):
   config.rl.diversity_source = "oracle"
   fails(config, ValueError, "rl.diversity_source='oracle' needs ground-truth classes, which task 'math' has not")
   config = micro_config(policy)
-  config.classifier.train_pairs = ""
+  config.rl.diversity_source = "classifier"
   fails(config, ValueError, "rl.diversity_source='classifier' needs a pair classifier")
   config = micro_config(policy, classifier_directory(tmp_path / "classifier"))
   config.quality.functions, config.quality.weights = ("reward_model",), ()

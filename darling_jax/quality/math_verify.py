@@ -28,8 +28,8 @@ def _math_verify():
   try:
     import math_verify
   except ImportError as error:
-    raise ImportError("math_verify_reward needs the PyPI package math-verify: pip install 'darling_jax[math]' "
-                      "(or pip install math-verify)") from error
+    raise ImportError("math_verify_reward needs the PyPI package math-verify (a dependency of darling_jax): "
+                      "pip install math-verify") from error
   return math_verify
 
 
