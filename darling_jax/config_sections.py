@@ -49,3 +49,11 @@ def _plain(value: Any) -> Any:
   if isinstance(value, list):
     return tuple(value)
   return value
+
+
+def check_fields(obj: Any, prefix: str, checks: Iterable[tuple[str, bool, str]]) -> None:
+  """Raises for the first `(field, ok, requirement)` that is not ok: "`prefix.field` must be `requirement`, got
+  `value`" (the `__post_init__` checks of the settings dataclasses)."""
+  for name, ok, requirement in checks:
+    if not ok:
+      raise ValueError(f"{prefix}.{name} must be {requirement}, got {getattr(obj, name)!r}")

@@ -13,7 +13,7 @@ import os
 
 import ml_collections
 
-from darling_jax.config_sections import dataclass_from_section
+from darling_jax.config_sections import check_fields, dataclass_from_section
 from darling_jax.grpo import UpdateConfig
 from darling_jax.quality import REWARD_FUNCTIONS, Quality, RewardModel
 from darling_jax.stages import ClassifierSettings, PolicySettings
@@ -78,12 +78,10 @@ class EvalSettings:
   classifier_accuracy: bool = True
 
   def __post_init__(self):
-    checks = (("num_problems", self.num_problems >= 1, ">= 1"), ("num_samples", self.num_samples >= 1, ">= 1"),
-              ("temperature", self.temperature >= 0, ">= 0 (0: greedy)"), ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
-              ("prompts_per_batch", self.prompts_per_batch >= 1, ">= 1"))
-    for name, ok, requirement in checks:
-      if not ok:
-        raise ValueError(f"eval.{name} must be {requirement}, got {getattr(self, name)!r}")
+    check_fields(self, "eval", (
+        ("num_problems", self.num_problems >= 1, ">= 1"), ("num_samples", self.num_samples >= 1, ">= 1"),
+        ("temperature", self.temperature >= 0, ">= 0 (0: greedy)"), ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
+        ("prompts_per_batch", self.prompts_per_batch >= 1, ">= 1")))
 
 
 @dataclasses.dataclass(frozen=True)

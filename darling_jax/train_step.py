@@ -33,6 +33,7 @@ import numpy as np
 from flax import nnx
 
 from darling_jax import rewards, sharding
+from darling_jax.config_sections import check_fields
 from darling_jax.diversity.ngram import UNITS as NGRAM_UNITS
 from darling_jax.diversity.sources import DIVERSITY_SOURCES, DiversityContext
 from darling_jax.grpo import TrainState, global_rollout_batch, group_advantages, rollout_batch
@@ -73,7 +74,7 @@ class StepConfig:
   ngram_unit: str = "word"
 
   def __post_init__(self):
-    checks = (
+    check_fields(self, "rl", (
         ("group_size", self.group_size >= 2, ">= 2"),
         ("max_new_tokens", self.max_new_tokens >= 1, ">= 1"),
         ("temperature", self.temperature > 0, "> 0"),
@@ -85,10 +86,7 @@ class StepConfig:
         ("diversity_floor", 0 <= self.diversity_floor <= 1, "in [0, 1]"),
         ("ngram_n", self.ngram_n >= 1, ">= 1"),
         ("ngram_unit", self.ngram_unit in NGRAM_UNITS, f"one of {NGRAM_UNITS}"),
-    )
-    for name, ok, requirement in checks:
-      if not ok:
-        raise ValueError(f"rl.{name} must be {requirement}, got {getattr(self, name)!r}")
+    ))
 
 
 @dataclasses.dataclass
