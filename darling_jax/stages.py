@@ -27,6 +27,7 @@ from darling_jax.models import DecoderLM, load_pretrained, load_tokenizer, save_
 STAGE_INFO_FILE = "darling.json"
 DEFAULT_CLASSIFIER_THRESHOLD = 0.5
 DEFAULT_CLASSIFIER_MAX_LENGTH = 256
+CLASSIFIER_KINDS = ("bi_encoder", "cross_encoder")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -57,17 +58,20 @@ class PolicySettings:
 class ClassifierSettings:
   """The `classifier` section: the pair classifier of the "classifier" diversity source (and of evaluation).
 
-  Where it comes from, in this order: `path` (an HF directory of any `darling_jax.classifiers` model, e.g.
-  written by `save_classifier`); else the task's own classifier (`Task.train_classifier`); else one trained here
-  on `train_pairs` (a JSONL of labelled pairs, NoveltyBench's fields) from the BERT `encoder` with `train`'s
-  `TrainConfig` settings (`darling_jax.equivalence.training`). Trained ones are cached in `workdir/classifier`.
+  Where it comes from, in this order: `path` (a directory `darling_jax.equivalence.loading` reads: a bi-encoder
+  saved by `save_bi_encoder`, or an HF directory of any `darling_jax.classifiers` model, e.g. written by
+  `save_classifier`); else the task's own classifier (`Task.train_classifier`); else one trained here on
+  `train_pairs` (a JSONL of labelled pairs, NoveltyBench's fields) from the BERT `encoder`, of `kind`
+  "bi_encoder" (`train_bi_encoder`; `train` may set `l2`) or "cross_encoder" (`train`: `TrainConfig` fields of
+  `darling_jax.equivalence.training`). Trained ones are cached in `workdir/classifier`.
 
   Attributes:
-    path, train_pairs, encoder, train: see above.
+    path, train_pairs, encoder, kind, train: see above.
     threshold: P(similar) above which two responses are equivalent (None: the directory's `darling.json`
       value, else 0.5).
-    max_length: tokens of a pair `[CLS] a [SEP] b [SEP]` (None: the directory's `darling.json` value, else 256).
-    both_orders: average P(similar) over (a, b) and (b, a).
+    max_length: tokens of a pair `[CLS] a [SEP] b [SEP]` (cross-encoder) or of one response (bi-encoder) (None:
+      the directory's `darling.json` value, else 256).
+    both_orders: cross-encoder: average P(similar) over (a, b) and (b, a).
     rows_per_call: pairs per jitted classifier call.
     short_answer_max_words: the official short-answer rule (responses of at most this many words are compared by
       word overlap, never by the model); None turns it off.
@@ -81,9 +85,12 @@ class ClassifierSettings:
   short_answer_max_words: int | None = 5
   train_pairs: str = ""
   encoder: str = ""
+  kind: str = "bi_encoder"
   train: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
+    if self.kind not in CLASSIFIER_KINDS:
+      raise ValueError(f"classifier.kind must be one of {CLASSIFIER_KINDS}, got {self.kind!r}")
     if self.path and not os.path.isdir(os.path.expanduser(self.path)):
       raise FileNotFoundError(f"classifier.path {self.path!r} is not a directory")
     if self.train_pairs and not self.path:
@@ -219,7 +226,7 @@ def classifier_stage(directory: pathlib.Path, settings: ClassifierSettings, task
                      log: Callable[[str], None] = print):
   """`(EquivalenceClassifier, info)` from `settings` (see `ClassifierSettings` for the order of sources), or
   `(None, {})` when there is none."""
-  from darling_jax.equivalence.pairwise import EquivalenceClassifier
+  from darling_jax.equivalence.loading import load_equivalence_classifier
   source = settings.source(task)
   if source is None:
     return None, {}
@@ -235,22 +242,52 @@ def classifier_stage(directory: pathlib.Path, settings: ClassifierSettings, task
     log(f"classifier: training -> {directory}")
     if source == "task":
       model, tokenizer, info = task.train_classifier(data, seed=seed, log=lambda line: log("  " + line))
-    else:
+    elif settings.kind == "cross_encoder":
       model, tokenizer, info = train_classifier_on_pairs(settings, seed=seed, log=lambda line: log("  " + line))
-    info = {**info, "seconds": time.perf_counter() - started}
-    from darling_jax.classifiers import save_classifier
-    save_classifier(model, str(directory), tokenizer=tokenizer)
-    write_stage_info(directory, info)
-  model = load_pretrained(str(directory))
-  tokenizer = load_tokenizer(str(directory))
+    else:
+      info = train_bi_encoder_on_pairs(settings, directory, started=started, log=lambda line: log("  " + line))
+    if source == "task" or settings.kind == "cross_encoder":
+      from darling_jax.classifiers import save_classifier
+      info = {**info, "seconds": time.perf_counter() - started}
+      save_classifier(model, str(directory), tokenizer=tokenizer)
+      write_stage_info(directory, info)
   threshold = settings.threshold if settings.threshold is not None else info.get(
       "threshold", DEFAULT_CLASSIFIER_THRESHOLD)
-  max_length = settings.max_length or info.get("max_length", DEFAULT_CLASSIFIER_MAX_LENGTH)
-  equivalence = EquivalenceClassifier(model, tokenizer, max_length=int(max_length), threshold=float(threshold),
-                                      short_answer_max_words=settings.short_answer_max_words,
-                                      both_orders=settings.both_orders, rows_per_call=settings.rows_per_call)
-  return equivalence, {"source": str(directory), "threshold": float(threshold), "max_length": int(max_length),
-                       **{k: v for k, v in info.items() if k not in ("threshold", "max_length")}}
+  max_length = settings.max_length or info.get("max_length", info.get("max_tokens", DEFAULT_CLASSIFIER_MAX_LENGTH))
+  equivalence = load_equivalence_classifier(directory, threshold=float(threshold), max_length=int(max_length),
+                                            both_orders=settings.both_orders,
+                                            short_answer_max_words=settings.short_answer_max_words,
+                                            rows_per_call=settings.rows_per_call)
+  return equivalence, {"source": str(directory), "kind": info.get("kind", "cross_encoder"),
+                       "threshold": float(threshold), "max_length": int(max_length),
+                       **{k: v for k, v in info.items()
+                          if k not in ("threshold", "max_length", "max_tokens", "kind", "head")}}
+
+
+def train_bi_encoder_on_pairs(settings: ClassifierSettings, directory: pathlib.Path, *, started: float,
+                              log: Callable[[str], None]) -> dict[str, Any]:
+  """A `BiEncoderClassifier` over `settings.encoder` with its head fitted on `settings.train_pairs`, saved to
+  `directory` (`save_bi_encoder`); returns its `darling.json` info (training-pair metrics included)."""
+  from darling_jax.equivalence.bi_encoder import save_bi_encoder, train_bi_encoder
+  from darling_jax.equivalence.pair_data import labels_of, read_pair_jsonl
+  from darling_jax.equivalence.pair_metrics import classification_metrics
+  unknown = sorted(set(settings.train) - {"l2"})
+  if unknown:
+    raise ValueError(f"classifier.train has keys {unknown} that a bi-encoder does not take (only 'l2'; set "
+                     "classifier.kind='cross_encoder' for TrainConfig fields)")
+  encoder = os.path.expanduser(settings.encoder)
+  examples = read_pair_jsonl(os.path.expanduser(settings.train_pairs))
+  kwargs = {"max_tokens": settings.max_length} if settings.max_length else {}
+  classifier, features = train_bi_encoder(encoder, examples, l2=float(settings.train.get("l2", 1.0)),
+                                          threshold=settings.threshold, **kwargs)
+  probs = classifier.head.probabilities(features)
+  metrics = classification_metrics(probs, labels_of(examples), classifier.threshold)
+  log(f"bi-encoder head fitted on {len(examples)} pairs: training-pair accuracy {metrics['accuracy']:.3f}, "
+      f"balanced {metrics['balanced_accuracy']:.3f} at threshold {classifier.threshold:.3f}")
+  info = {"encoder": encoder, "train_pairs": os.path.expanduser(settings.train_pairs), "pairs": len(examples),
+          **{f"train_{k}": float(v) for k, v in metrics.items()}, "seconds": time.perf_counter() - started}
+  save_bi_encoder(classifier, directory, info=info)
+  return read_stage_info(directory)
 
 
 def train_classifier_on_pairs(settings: ClassifierSettings, *, seed: int, log: Callable[[str], None]):

@@ -67,3 +67,22 @@ def classifier_directory(directory: pathlib.Path, seed: int = 0) -> str:
                                 num_labels=2, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
   save_classifier(init_classifier(config, seed=seed), str(directory), tokenizer=tokenizer)
   return str(directory)
+
+
+def bi_encoder_directory(directory: pathlib.Path, seed: int = 0) -> str:
+  """A random 1-layer BERT sentence encoder over `chat_tokenizer` (`<|im_start|>` / `<|im_end|>` as [CLS] /
+  [SEP]) with a hand-set `SimilarityHead` (higher cosine and word overlap: more similar), saved by
+  `save_bi_encoder`."""
+  from darling_jax.classifiers import BertClassifierConfig, init_classifier
+  from darling_jax.equivalence.bi_encoder import BiEncoderClassifier, SimilarityHead, save_bi_encoder
+  from darling_jax.equivalence.similarity_features import FEATURE_NAMES
+  tokenizer = chat_tokenizer()
+  tokenizer.cls_token, tokenizer.sep_token = "<|im_start|>", "<|im_end|>"
+  config = BertClassifierConfig(vocab_size=264, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                                num_labels=2, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+  count = len(FEATURE_NAMES)
+  head = SimilarityHead(FEATURE_NAMES, (0.5,) * count, (0.25,) * count, (1.0, 0.5, 2.0) + (0.0,) * (count - 3), -1.0)
+  classifier = BiEncoderClassifier(init_classifier(config, seed=seed).bert, tokenizer, head, max_tokens=96,
+                                   head_tokens=32, threshold=0.5)
+  save_bi_encoder(classifier, directory)
+  return str(directory)

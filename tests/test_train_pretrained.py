@@ -14,7 +14,7 @@ import transformers
 from darling_jax import train
 from darling_jax.config_files import load_config
 from darling_jax.models import load_pretrained
-from tests.chat_fixtures import classifier_directory, policy_directory
+from tests.chat_fixtures import bi_encoder_directory, classifier_directory, policy_directory
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SMOLLM2_MATH = REPO / "configs" / "smollm2_math.py"
@@ -52,11 +52,12 @@ def micro_config(policy: str, classifier: str | None = None):
 
 def test_pretrained_policy_with_reference_kl_reward_functions_and_export(tmp_path):
   policy = policy_directory(tmp_path / "policy")
-  config = micro_config(policy, classifier_directory(tmp_path / "classifier"))
+  config = micro_config(policy, bi_encoder_directory(tmp_path / "classifier"))  # the config's kind of classifier
   workdir = tmp_path / "run"
   summary = train.train_and_evaluate(config, workdir)
 
   assert summary["task"] == "math" and summary["stages"]["policy"]["checkpoint"] == policy
+  assert summary["stages"]["classifier"]["kind"] == "bi_encoder"
   rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
   assert [row["step"] for row in rows] == [1, 2]
   for row in rows:

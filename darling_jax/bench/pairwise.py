@@ -24,7 +24,7 @@ from flax import nnx
 
 from darling_jax.bench.sampling import matmul_roofline_gflops
 from darling_jax.classifiers import BertClassifierConfig, BertForSequenceClassification
-from darling_jax.equivalence import EquivalenceClassifier
+from darling_jax.equivalence import CrossEncoderClassifier
 
 _GROUPS = flags.DEFINE_integer("groups", 32, "B: groups (prompts).")
 _GROUP_SIZE = flags.DEFINE_integer("group_size", 8, "G: responses per group.")
@@ -67,7 +67,7 @@ def main(argv):
   texts = random_responses(tokenizer, b * g, _RESPONSE_TOKENS.value)
   groups = [texts[i * g:(i + 1) * g] for i in range(b)]
   max_length = 2 * _RESPONSE_TOKENS.value + 3
-  classifier = EquivalenceClassifier(model, tokenizer, max_length=max_length, rows_per_call=_ROWS.value)
+  classifier = CrossEncoderClassifier(model, tokenizer, max_length=max_length, rows_per_call=_ROWS.value)
   pairs = b * g * (g - 1) // 2
   widths = sorted({classifier._width(len(classifier.tokenizer(t, add_special_tokens=False)["input_ids"]) * 2 + 3)
                    for t in texts[:8]})

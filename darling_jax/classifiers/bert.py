@@ -306,9 +306,19 @@ class BertPooler(nnx.Module):
 class BertModel(nnx.Module):
 
   def __init__(self, c: BertClassifierConfig, *, rngs: nnx.Rngs | None = None):
+    self.config = c
     self.embeddings = BertEmbeddings(c, rngs=rngs)
     self.encoder = BertEncoder(c, rngs=rngs)
     self.pooler = BertPooler(c, rngs=rngs)
+
+  def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, token_type_ids: jax.Array) -> jax.Array:
+    """The last layer's hidden states `[B, T, E]` (transformers' `last_hidden_state`) of int `[B, T]` inputs;
+    padding keys (mask 0) are masked. The pooler is not applied."""
+    allowed = (attention_mask > 0)[:, None, :]  # [B, 1, S]: every query sees every real token
+    x = self.embeddings(input_ids, token_type_ids)
+    for layer in self.encoder.layer:
+      x = layer(x, allowed)
+    return x
 
 
 class BertForSequenceClassification(nnx.Module):
@@ -335,8 +345,5 @@ class BertForSequenceClassification(nnx.Module):
       token_type_ids = jnp.zeros(input_ids.shape, jnp.int32)
     elif token_type_ids.shape != input_ids.shape:
       raise ValueError(f"token_type_ids shape {token_type_ids.shape} != input_ids shape {input_ids.shape}")
-    allowed = (mask > 0)[:, None, :]  # [B, 1, S]: every query sees every real token
-    x = self.bert.embeddings(input_ids, token_type_ids)
-    for layer in self.bert.encoder.layer:
-      x = layer(x, allowed)
+    x = self.bert(input_ids, mask, token_type_ids)
     return self.classifier(self.bert.pooler(x)).astype(jnp.float32)

@@ -16,7 +16,7 @@ warmup and a cosine decay to a tenth of the peak, and gradient clipping. Here:
   run's settings as its config) every `checkpoint_every` steps and at the end; a run pointed at a directory with
   a checkpoint resumes from it;
 * the pairs are `pair_data.PairExample`s (`read_pair_jsonl` reads NoveltyBench's format); `pair_metrics`
-  scores a trained model (`pair_probabilities` through `EquivalenceClassifier` with the short-answer rule off,
+  scores a trained model (`pair_probabilities` through `CrossEncoderClassifier` with the short-answer rule off,
   `classification_metrics`, `best_threshold`).
 
     examples = read_pair_jsonl("../shared/data/noveltybench/classifier_train.jsonl")

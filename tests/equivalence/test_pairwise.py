@@ -10,7 +10,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 
 from darling_jax import sharding
 from darling_jax.classifiers import load_classifier
-from darling_jax.equivalence import EquivalenceClassifier, PairFormat, pair_ids
+from darling_jax.equivalence import CrossEncoderClassifier, EquivalenceClassifier, PairFormat, pair_ids
 from darling_jax.equivalence import pairwise
 from tests.classifiers.test_bert import TINY_BERT, scale_weights
 
@@ -68,7 +68,7 @@ def test_pair_format_truncates_each_response():
 def test_kernel_matches_transformers_on_every_pair(bert, both_orders):
   hf, model, tokenizer, _ = bert
   groups = random_groups(np.random.default_rng(1), num_groups=3, size=5, max_words=30)
-  classifier = EquivalenceClassifier(model, tokenizer, max_length=48, both_orders=both_orders, rows_per_call=8)
+  classifier = CrossEncoderClassifier(model, tokenizer, max_length=48, both_orders=both_orders, rows_per_call=8)
   equivalent, probs = classifier(groups)
   assert probs.shape == equivalent.shape == (3, 5, 5) and probs.dtype == np.float32
   np.testing.assert_array_equal(probs, probs.transpose(0, 2, 1))
@@ -81,6 +81,9 @@ def test_kernel_matches_transformers_on_every_pair(bert, both_orders):
         a, c = group[i].split(), group[j].split()
         if max(len(a), len(c)) <= 5:  # the short-answer rule decides, no model call
           assert probs[b, i, j] == float(2 * len(set(a) & set(c)) >= max(len(a), len(c)))
+          continue
+        if a == c:  # identical text: equivalent, no model call
+          assert probs[b, i, j] == 1.0
           continue
         classified += 1
         ta, tc = tokenizer(group[i], add_special_tokens=False)["input_ids"], tokenizer(group[j],
@@ -95,7 +98,7 @@ def test_kernel_matches_transformers_on_every_pair(bert, both_orders):
 def test_kernel_equals_per_pair_loop(bert, both_orders):
   _, model, tokenizer, _ = bert
   groups = random_groups(np.random.default_rng(2), num_groups=4, size=4, max_words=60)
-  classifier = EquivalenceClassifier(model, tokenizer, max_length=64, both_orders=both_orders)
+  classifier = CrossEncoderClassifier(model, tokenizer, max_length=64, both_orders=both_orders)
   np.testing.assert_allclose(classifier.probabilities(groups), classifier.probabilities_per_pair(groups),
                              atol=1e-5)
 
@@ -105,18 +108,18 @@ def test_no_retrace_for_new_groups_of_the_same_shapes(bert, monkeypatch):
   traced = jax.jit(chex.assert_max_traces(pairwise.similar_probability.__wrapped__, n=1),
                    static_argnames=("graphdef",))
   monkeypatch.setattr(pairwise, "similar_probability", traced)
-  classifier = EquivalenceClassifier(model, tokenizer, max_length=32, short_answer_max_words=None)
+  classifier = CrossEncoderClassifier(model, tokenizer, max_length=32, short_answer_max_words=None)
   # 2 groups x 3 pairs = 6 rows (padded to 8) of 10-word responses: 23 tokens, all in the 24 bucket.
   make = lambda seed: [[" ".join(np.random.default_rng(seed + g).choice(WORDS, 10)) for g in range(3)]] * 2
   classifier(make(0))
   classifier(make(10))
   with pytest.raises(AssertionError, match="trac"):
-    classifier([[" ".join(WORDS[:3])] * 3] * 2)  # 9 tokens: the 16 bucket, a new shape
+    classifier([[" ".join(WORDS[k:k + 3]) for k in range(3)]] * 2)  # 9 tokens: the 16 bucket, a new shape
 
 
 def test_edge_cases(bert):
   _, model, tokenizer, _ = bert
-  classifier = EquivalenceClassifier(model, tokenizer, max_length=32)
+  classifier = CrossEncoderClassifier(model, tokenizer, max_length=32)
   equivalent, probs = classifier([["only one"], ["another"]])  # G = 1: no pairs
   assert equivalent.shape == (2, 1, 1) and equivalent.all() and (probs == 1).all()
   long = " ".join(WORDS[:20])
@@ -130,13 +133,13 @@ def test_edge_cases(bert):
   with pytest.raises(ValueError, match="empty"):
     classifier([[]])
   with pytest.raises(ValueError, match="threshold"):
-    EquivalenceClassifier(model, tokenizer, threshold=1.5)
+    CrossEncoderClassifier(model, tokenizer, threshold=1.5)
 
 
 def test_rows_sharded_over_a_mesh_match(bert):
   _, model, tokenizer, path = bert
   groups = random_groups(np.random.default_rng(3), num_groups=2, size=4, max_words=40)
   mesh = sharding.make_mesh(data=2, fsdp=2, tensor=2)
-  sharded = EquivalenceClassifier(load_classifier(path, mesh=mesh), tokenizer, max_length=48, sharding=sharding.batch_sharding(mesh, 2))
+  sharded = CrossEncoderClassifier(load_classifier(path, mesh=mesh), tokenizer, max_length=48, sharding=sharding.batch_sharding(mesh, 2))
   np.testing.assert_allclose(sharded.probabilities(groups),
-                             EquivalenceClassifier(model, tokenizer, max_length=48).probabilities(groups), atol=1e-5)
+                             CrossEncoderClassifier(model, tokenizer, max_length=48).probabilities(groups), atol=1e-5)

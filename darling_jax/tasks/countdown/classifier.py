@@ -20,7 +20,7 @@ Pairs (`oracle_pairs`) mix, per pair, one problem and one kind:
 Every label comes from the oracle, never from the kind (`label = canonical forms equal`).
 
     model, metrics = train_countdown_classifier(problems["train"], eval_problems=problems["test"])
-    EquivalenceClassifier(model, countdown_tokenizer(), max_length=CLASSIFIER_MAX_LENGTH,
+    CrossEncoderClassifier(model, countdown_tokenizer(), max_length=CLASSIFIER_MAX_LENGTH,
                           short_answer_max_words=None)   # expressions are one "word": turn the rule off
 """
 
