@@ -25,6 +25,10 @@ steps since its last checkpoint) resumes from its last checkpoint with the same 
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # huge-page malloc for XLA's per-call temporaries (darling_jax.runtime), before imports
+  from darling_jax import runtime
+  runtime.reexec_with_huge_pages()
+
 import json
 import os
 import pathlib
