@@ -81,7 +81,8 @@ class SimilarityHead:
   def probabilities(self, features: np.ndarray) -> np.ndarray:
     """float32 `[P, F]` features -> float32 `[P]` P(similar)."""
     z = (features - np.asarray(self.mean)) / np.asarray(self.scale)
-    return (1.0 / (1.0 + np.exp(-(z @ np.asarray(self.weights) + self.bias)))).astype(np.float32)
+    logits = z @ np.asarray(self.weights) + self.bias
+    return (0.5 * (1.0 + np.tanh(0.5 * logits))).astype(np.float32)  # σ without exp overflow
 
   @classmethod
   def fit(cls, features: np.ndarray, labels: np.ndarray, *, l2: float = 1.0, iterations: int = 50) -> SimilarityHead:

@@ -135,3 +135,18 @@ def test_train_bi_encoder_on_labelled_pairs(encoder_dir, tmp_path):
   np.testing.assert_allclose(load_bi_encoder(tmp_path / "trained").probabilities([[rows[0]["generation_0"],
                                                                                    rows[0]["generation_1"]]])[0, 0, 1],
                              probs[0], atol=1e-6)
+
+
+def test_no_retrace_for_new_texts_of_the_same_width(encoder_dir, monkeypatch):
+  import chex
+  import jax
+  _, path = encoder_dir
+  traced = jax.jit(chex.assert_max_traces(bi_encoder.mean_pooled_embeddings.__wrapped__, n=1),
+                   static_argnames=("graphdef", "head_tokens"))
+  monkeypatch.setattr(bi_encoder, "mean_pooled_embeddings", traced)
+  classifier = BiEncoderClassifier(*bi_encoder.load_encoder(path), None, max_tokens=48)
+  make = lambda seed: [" ".join(np.random.default_rng(seed + n).choice(WORDS, 20)) for n in range(5)]
+  classifier.embed(make(0))  # 22 tokens: the 24 bucket, 5 rows padded to 8
+  classifier.embed(make(10))
+  with pytest.raises(AssertionError, match="trac"):
+    classifier.embed(["w1 w2"])  # 4 tokens: the 16 bucket, a new shape
