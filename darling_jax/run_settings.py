@@ -119,8 +119,8 @@ def parse_config(config: ml_collections.ConfigDict) -> RunSettings:
                      f"random initialisation: set policy.checkpoint, or use a task warm start")
   needs_classifier = step.diversity_source == "classifier"
   if needs_classifier and classifier.source(task) is None:
-    raise ValueError(f"rl.diversity_source='classifier' needs a pair classifier: set classifier.path (an HF "
-                     f"directory), or classifier.train_pairs and classifier.encoder (task {task.name!r} trains "
+    raise ValueError(f"rl.diversity_source='classifier' needs a pair classifier: set classifier.path (a saved "
+                     f"bi-encoder or cross-encoder directory), or classifier.train_pairs and classifier.encoder (task {task.name!r} trains "
                      "none of its own)")
   if step.diversity_source == "oracle" and type(task).oracle_classes is Task.oracle_classes:
     raise ValueError(f"rl.diversity_source='oracle' needs ground-truth classes, which task {task.name!r} has not")

@@ -28,6 +28,7 @@ STAGE_INFO_FILE = "darling.json"
 DEFAULT_CLASSIFIER_THRESHOLD = 0.5
 DEFAULT_CLASSIFIER_MAX_LENGTH = 256
 CLASSIFIER_KINDS = ("bi_encoder", "cross_encoder")
+BI_ENCODER_TRAIN_KEYS = ("l2",)
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
@@ -91,6 +92,10 @@ class ClassifierSettings:
   def __post_init__(self):
     if self.kind not in CLASSIFIER_KINDS:
       raise ValueError(f"classifier.kind must be one of {CLASSIFIER_KINDS}, got {self.kind!r}")
+    unknown = sorted(set(self.train) - set(BI_ENCODER_TRAIN_KEYS))
+    if self.kind == "bi_encoder" and self.train_pairs and unknown:
+      raise ValueError(f"classifier.train has keys {unknown} that a bi-encoder does not take (only "
+                       f"{list(BI_ENCODER_TRAIN_KEYS)}; set classifier.kind='cross_encoder' for TrainConfig fields)")
     if self.path and not os.path.isdir(os.path.expanduser(self.path)):
       raise FileNotFoundError(f"classifier.path {self.path!r} is not a directory")
     if self.train_pairs and not self.path:
@@ -271,10 +276,6 @@ def train_bi_encoder_on_pairs(settings: ClassifierSettings, directory: pathlib.P
   from darling_jax.equivalence.bi_encoder import save_bi_encoder, train_bi_encoder
   from darling_jax.equivalence.pair_data import labels_of, read_pair_jsonl
   from darling_jax.equivalence.pair_metrics import classification_metrics
-  unknown = sorted(set(settings.train) - {"l2"})
-  if unknown:
-    raise ValueError(f"classifier.train has keys {unknown} that a bi-encoder does not take (only 'l2'; set "
-                     "classifier.kind='cross_encoder' for TrainConfig fields)")
   encoder = os.path.expanduser(settings.encoder)
   examples = read_pair_jsonl(os.path.expanduser(settings.train_pairs))
   kwargs = {"max_tokens": settings.max_length} if settings.max_length else {}

@@ -63,8 +63,5 @@ def test_classifier_stage_fits_a_bi_encoder_on_pairs_caches_it_and_loads_one_by_
   assert isinstance(by_path, BiEncoderClassifier) and by_path.threshold == 0.7
   with pytest.raises(ValueError, match="classifier.kind"):
     ClassifierSettings(kind="siamese")
-  with pytest.raises(ValueError, match=r"classifier.train has keys \['epochs'\]"):
-    classifier_stage(tmp_path / "other", ClassifierSettings(train_pairs=str(pairs), encoder=encoder,
-                                                            train={"epochs": 1}), task, None, seed=0,
-                     log=logged.append)
-  assert not (tmp_path / "other").exists()
+  with pytest.raises(ValueError, match=r"classifier.train has keys \['epochs'\]"):  # at start-up
+    ClassifierSettings(train_pairs=str(pairs), encoder=encoder, train={"epochs": 1})
