@@ -252,9 +252,9 @@ def classifier_stage(directory: pathlib.Path, settings: ClassifierSettings, task
     else:
       info = train_bi_encoder_on_pairs(settings, directory, started=started, log=lambda line: log("  " + line))
     if source == "task" or settings.kind == "cross_encoder":
-      from darling_jax.classifiers import save_classifier
+      from darling_jax.equivalence.loading import save_pair_model
       info = {**info, "seconds": time.perf_counter() - started}
-      save_classifier(model, str(directory), tokenizer=tokenizer)
+      save_pair_model(model, str(directory), tokenizer=tokenizer)
       write_stage_info(directory, info)
   threshold = settings.threshold if settings.threshold is not None else info.get(
       "threshold", DEFAULT_CLASSIFIER_THRESHOLD)
@@ -263,7 +263,7 @@ def classifier_stage(directory: pathlib.Path, settings: ClassifierSettings, task
                                             both_orders=settings.both_orders,
                                             short_answer_max_words=settings.short_answer_max_words,
                                             rows_per_call=settings.rows_per_call)
-  return equivalence, {"source": str(directory), "kind": info.get("kind", "cross_encoder"),
+  return equivalence, {"source": str(directory), "kind": equivalence.kind,
                        "threshold": float(threshold), "max_length": int(max_length),
                        **{k: v for k, v in info.items()
                           if k not in ("threshold", "max_length", "max_tokens", "kind", "head")}}

@@ -61,6 +61,8 @@ class EquivalenceClassifier(abc.ABC):
       short-answer rule, not the model; None turns the rule off.
   """
 
+  kind: str = ""  # the subclass's name in configs and darling.json ("cross_encoder", "bi_encoder", "siamese")
+
   def __init__(self, *, threshold: float = DEFAULT_THRESHOLD,
                short_answer_max_words: int | None = DEFAULT_MAX_WORDS):
     if not 0.0 <= threshold < 1.0:

@@ -141,6 +141,8 @@ class BiEncoderClassifier(EquivalenceClassifier):
     sharding: optional sharding of the `[R, W]` token arrays (rows over the data axes).
   """
 
+  kind = "bi_encoder"
+
   def __init__(self, encoder, tokenizer, head: SimilarityHead | None, *, max_tokens: int | None = None,
                head_tokens: int | None = None, threshold: float = 0.5,
                short_answer_max_words: int | None = DEFAULT_MAX_WORDS, rows_per_call: int = 32,

@@ -4,6 +4,7 @@
     equivalent, probs = classifier(groups)
 
 * a bi-encoder (`darling.json` with `"kind": "bi_encoder"`, written by `bi_encoder.save_bi_encoder`);
+* a siamese classifier (config.json `architectures: ["SiameseBertClassifier"]`, `classifiers.siamese.save_siamese`);
 * otherwise a cross-encoder: an HF `*ForSequenceClassification` directory of any `darling_jax.classifiers`
   model, with optional `darling.json` settings (`threshold`, `max_length`, `both_orders`).
 """
@@ -55,12 +56,29 @@ def load_equivalence_classifier(path: str | os.PathLike, *, threshold: float | N
     common["short_answer_max_words"] = short_answer_max_words
   if rows_per_call is not SAVED and rows_per_call is not None:
     common["rows_per_call"] = int(rows_per_call)
+  from darling_jax.classifiers.siamese import is_siamese, load_siamese
+  from darling_jax.models.tokenizer import load_tokenizer
+  if is_siamese(path):
+    from darling_jax.equivalence.siamese import SiameseClassifier
+    common.pop("sharding")
+    return SiameseClassifier(load_siamese(path), load_tokenizer(str(path)),
+                             max_tokens=int(chosen(max_length, "max_length", 64)), **common)
   if settings.get("kind") == "bi_encoder":
     from darling_jax.equivalence.bi_encoder import load_bi_encoder
     return load_bi_encoder(path, max_tokens=int(chosen(max_length, "max_tokens", 256)), **common)
   from darling_jax.equivalence.pairwise import CrossEncoderClassifier
   from darling_jax.models import load_pretrained
-  from darling_jax.models.tokenizer import load_tokenizer
   return CrossEncoderClassifier(load_pretrained(str(path)), load_tokenizer(str(path)),
                                 max_length=int(chosen(max_length, "max_length", DEFAULT_MAX_LENGTH)),
                                 both_orders=bool(chosen(both_orders, "both_orders", True)), **common)
+
+
+def save_pair_model(model, path: str | os.PathLike, *, tokenizer=None) -> None:
+  """Writes a trained pair model as the directory `load_equivalence_classifier` reads: a
+  `SiameseBertClassifier` by `save_siamese`, any `darling_jax.classifiers` cross-encoder by `save_classifier`."""
+  from darling_jax.classifiers import save_classifier
+  from darling_jax.classifiers.siamese import SiameseBertClassifier, save_siamese
+  if isinstance(model, SiameseBertClassifier):
+    save_siamese(model, path, tokenizer=tokenizer)
+  else:
+    save_classifier(model, path, tokenizer=tokenizer)

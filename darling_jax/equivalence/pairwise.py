@@ -80,6 +80,8 @@ class CrossEncoderClassifier(EquivalenceClassifier):
       multiple of its device count.
   """
 
+  kind = "cross_encoder"
+
   def __init__(self, model, tokenizer, *, fmt: PairFormat | None = None, max_length: int = 512,
                threshold: float = DEFAULT_THRESHOLD, both_orders: bool = False,
                short_answer_max_words: int | None = DEFAULT_MAX_WORDS, rows_per_call: int = 64,

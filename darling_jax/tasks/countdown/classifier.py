@@ -32,9 +32,13 @@ from typing import Any
 
 import numpy as np
 
+from flax import nnx
+
 from darling_jax.classifiers import BertClassifierConfig, init_classifier
+from darling_jax.classifiers.siamese import SiameseBertClassifier
 from darling_jax.equivalence.pair_data import PairExample
 from darling_jax.equivalence.pair_metrics import classification_metrics, pair_probabilities
+from darling_jax.equivalence.siamese import SiameseClassifier, train_siamese_classifier
 from darling_jax.equivalence.training import TrainConfig, train_pair_classifier
 from darling_jax.tasks.countdown.tokenizer import PAD, countdown_tokenizer, countdown_vocab
 from darling_jax.tasks.countdown.expression import canonical_form, parse_expression
@@ -43,6 +47,7 @@ from darling_jax.tasks.countdown.spelling import random_expression, respell
 # Longest pair in tokens: `[CLS] a [SEP] b [SEP]`, each expression cut to (64 - 3) // 2 = 30 characters (the
 # default problems' solutions have at most 13, respelled ones about 20).
 CLASSIFIER_MAX_LENGTH = 64
+CLASSIFIER_ARCHITECTURES = ("siamese", "cross_encoder")
 PAIR_KINDS = ("positive", "strategies", "mutant", "random")
 _DEFAULT_MIX = {"positive": 0.45, "strategies": 0.3, "mutant": 0.1, "random": 0.15}
 
@@ -174,9 +179,14 @@ def default_train_config(**overrides) -> TrainConfig:
 
 def evaluate_countdown_classifier(model, tokenizer, examples: Sequence[PairExample], kinds: Sequence[str] = (), *,
                                   threshold: float = 0.5, max_length: int = CLASSIFIER_MAX_LENGTH) -> dict[str, Any]:
-  """Accuracy etc. (`classification_metrics`) of `P(similar) > threshold` against the oracle labels, with both
-  orders averaged; with `kinds`, also `accuracy_<kind>` per pair kind and the majority-class baseline."""
-  probs = pair_probabilities(model, tokenizer, examples, max_length=max_length, both_orders=True)
+  """Accuracy etc. (`classification_metrics`) of `P(similar) > threshold` against the oracle labels (a
+  cross-encoder's with both orders averaged; a siamese model is symmetric); with `kinds`, also
+  `accuracy_<kind>` per pair kind and the majority-class baseline."""
+  if isinstance(model, SiameseBertClassifier):
+    scorer = SiameseClassifier(model, tokenizer, max_tokens=max_length, short_answer_max_words=None)
+    probs = scorer.probabilities([[e.text_a, e.text_b] for e in examples])[:, 0, 1]
+  else:
+    probs = pair_probabilities(model, tokenizer, examples, max_length=max_length, both_orders=True)
   labels = np.asarray([e.label for e in examples], np.int32)
   metrics: dict[str, Any] = classification_metrics(probs, labels, threshold)
   metrics["majority_baseline"] = float(max(labels.mean(), 1 - labels.mean()))
@@ -192,6 +202,7 @@ def train_countdown_classifier(problems: Sequence[dict[str, Any]], *, seed: int 
                                eval_problems: Sequence[dict[str, Any]] | None = None, num_eval_pairs: int = 1000,
                                config: BertClassifierConfig | None = None, train_config: TrainConfig | None = None,
                                tokenizer=None, threshold: float = 0.5, mix: dict[str, float] | None = None,
+                               architecture: str = "siamese",
                                log: Callable[[str], None] = print) -> tuple[Any, dict[str, Any]]:
   """Trains the Countdown equivalence classifier from scratch on oracle-labelled pairs and scores it on fresh ones.
 
@@ -207,6 +218,9 @@ def train_countdown_classifier(problems: Sequence[dict[str, Any]], *, seed: int 
     tokenizer: the character tokenizer (default `countdown_tokenizer()`).
     threshold: the decision threshold of the held-out metrics.
     mix: pair kinds of both the training and the held-out pairs (see `oracle_pairs`).
+    architecture: "siamese" (`SiameseBertClassifier`: each expression encoded once, `train_siamese_classifier`)
+      or "cross_encoder" (`BertForSequenceClassification` on `[CLS] a [SEP] b [SEP]`, both orders,
+      `train_pair_classifier`).
     log: progress lines.
 
   Returns:
@@ -220,9 +234,15 @@ def train_countdown_classifier(problems: Sequence[dict[str, Any]], *, seed: int 
     raise ValueError(f"the classifier has {config.max_position_embeddings} positions, fewer than "
                      f"TrainConfig.max_length={train_config.max_length}")
   examples = oracle_pairs(problems, np.random.default_rng([seed, 0]), num_pairs, mix=mix)
-  model = init_classifier(config, seed=seed)
+  if architecture not in CLASSIFIER_ARCHITECTURES:
+    raise ValueError(f"architecture must be one of {CLASSIFIER_ARCHITECTURES}, got {architecture!r}")
   started = time.perf_counter()
-  model, history = train_pair_classifier(model, tokenizer, examples, train_config, log=log)
+  if architecture == "siamese":
+    model = SiameseBertClassifier(config, rngs=nnx.Rngs(params=seed))
+    model, history = train_siamese_classifier(model, tokenizer, examples, train_config, log=log)
+  else:
+    model = init_classifier(config, seed=seed)
+    model, history = train_pair_classifier(model, tokenizer, examples, train_config, log=log)
   train_seconds = time.perf_counter() - started
   held_out, kinds = oracle_pairs_with_kinds(problems if eval_problems is None else eval_problems,
                                             np.random.default_rng([seed, 1]), num_eval_pairs, mix=mix)

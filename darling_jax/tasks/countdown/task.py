@@ -30,7 +30,8 @@ from darling_jax.config_sections import dataclass_from_section
 from darling_jax.data.loader import decode_record
 from darling_jax.tasks.base import EvalContext, Task, TaskData
 from darling_jax.tasks.countdown.builder import prepare_countdown
-from darling_jax.tasks.countdown.classifier import (CLASSIFIER_MAX_LENGTH, classifier_config, default_train_config,
+from darling_jax.tasks.countdown.classifier import (CLASSIFIER_ARCHITECTURES, CLASSIFIER_MAX_LENGTH,
+                                                    classifier_config, default_train_config,
                                                     train_countdown_classifier)
 from darling_jax.tasks.countdown.evaluation import evaluate_countdown
 from darling_jax.tasks.countdown.oracle import first_member_classes, response_key
@@ -50,13 +51,21 @@ def countdown_reward(prompts: Sequence[str], completions: Sequence[str], *, numb
 
 @dataclasses.dataclass(frozen=True)
 class CountdownClassifierSettings:
-  """The task's pair classifier (a 2-layer BERT over the character vocabulary, trained on oracle labels)."""
+  """The task's pair classifier (a 2-layer BERT over the character vocabulary, trained on oracle labels):
+  `architecture` "siamese" (each expression encoded once; `max_length` tokens per expression) or
+  "cross_encoder" (`[CLS] a [SEP] b [SEP]`; `max_length` tokens per pair)."""
 
   num_pairs: int = 3000
   num_eval_pairs: int = 500
   epochs: int = 3
   max_length: int = CLASSIFIER_MAX_LENGTH
   threshold: float = 0.5
+  architecture: str = "siamese"
+
+  def __post_init__(self):
+    if self.architecture not in CLASSIFIER_ARCHITECTURES:
+      raise ValueError(f"task.classifier.architecture must be one of {CLASSIFIER_ARCHITECTURES}, got "
+                       f"{self.architecture!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,7 +168,7 @@ class CountdownTask(Task):
         _train_problems(data), seed=seed, num_pairs=c.num_pairs, num_eval_pairs=c.num_eval_pairs,
         config=classifier_config(max_position_embeddings=max(c.max_length, CLASSIFIER_MAX_LENGTH)),
         train_config=default_train_config(max_length=c.max_length, epochs=c.epochs), tokenizer=tokenizer,
-        threshold=c.threshold, log=log)
+        threshold=c.threshold, architecture=c.architecture, log=log)
     info = {"seconds": time.perf_counter() - started, "threshold": float(c.threshold), "max_length": c.max_length,
             **metrics}
     return model, tokenizer, info

@@ -122,12 +122,17 @@ def test_char_tokenizer_pair_format(tokenizer):
   assert classifier_config().max_position_embeddings >= CLASSIFIER_MAX_LENGTH
 
 
-def test_micro_classifier_beats_majority(problems):
+@pytest.mark.parametrize("architecture", ["siamese", "cross_encoder"])
+def test_micro_classifier_beats_majority(problems, architecture):
   config = classifier_config(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2)
   model, metrics = train_countdown_classifier(
       problems["train"], seed=0, num_pairs=200, eval_problems=problems["test"], num_eval_pairs=200, config=config,
       # max_length 24 (each expression cut to 10 characters): two width buckets, few compilations
       train_config=default_train_config(max_length=24, batch_size=32, epochs=10, learning_rate=1e-2),
-      mix={"positive": 1.0, "random": 1.0}, log=lambda _: None)
+      mix={"positive": 1.0, "random": 1.0}, architecture=architecture, log=lambda _: None)
   assert metrics["count"] == 200 and metrics["train_pairs"] == 200
   assert metrics["accuracy"] > metrics["majority_baseline"] + 0.05, metrics
+  assert type(model).__name__ == {"siamese": "SiameseBertClassifier",
+                                  "cross_encoder": "BertForSequenceClassification"}[architecture]
+  with pytest.raises(ValueError, match="architecture must be one of"):
+    train_countdown_classifier(problems["train"], num_pairs=2, architecture="siamese_net", log=lambda _: None)

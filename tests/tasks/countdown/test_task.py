@@ -35,5 +35,7 @@ def test_prompts_and_settings_errors():
     make_task({"name": "countdown", "sft": {"steps": 10, "bogus": 1}})
   with pytest.raises(ValueError, match=r"task.classifier.bogus"):
     make_task({"name": "countdown", "classifier": {"bogus": 1}})
+  with pytest.raises(ValueError, match=r"task.classifier.architecture must be one of"):
+    make_task({"name": "countdown", "classifier": {"architecture": "siamese_net"}})
   with pytest.raises(ValueError, match=r"\['task.bogus'\]"):
     make_task({"name": "countdown", "bogus": 1})
