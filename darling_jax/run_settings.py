@@ -133,17 +133,25 @@ def parse_config(config: ml_collections.ConfigDict) -> RunSettings:
 
 
 def quality_functions(task: Task, settings: QualitySettings, *, mesh, check_only: bool = False) -> Quality | None:
-  """The run's `Quality`: `quality.functions` (with `quality.weights`), or the task's default."""
-  if not settings.functions:
-    return None if check_only else Quality(task.quality_functions())
-  weights = settings.weights or (1.0,) * len(settings.functions)
+  """The run's `Quality`: `quality.functions` (with `quality.weights`), or the task's default; the name
+  `"reward_model"` (in either) is the reward model at `quality.reward_model`. With `check_only`, only checks the
+  names (an unknown one, or a reward model without a path, raises) and returns None."""
+  if settings.functions:
+    weights = settings.weights or (1.0,) * len(settings.functions)
+    named, origin = list(zip(settings.functions, weights)), "quality.functions"
+  else:
+    named, origin = list(task.quality_functions()), f"task {task.name!r}'s default quality"
   entries = []
-  for name, weight in zip(settings.functions, weights):
-    if name == "reward_model":
+  for name, weight in named:
+    if isinstance(name, str) and name == "reward_model":
+      if not settings.reward_model:
+        raise ValueError(f"{origin} names 'reward_model' but quality.reward_model (the model's HF directory) is "
+                         "empty")
       entries.append((None if check_only else RewardModel(
           settings.reward_model, mesh=mesh, max_length=settings.reward_model_max_length,
           batch_size=settings.reward_model_batch_size), weight))
     else:
-      REWARD_FUNCTIONS.get(name)  # an unknown name raises here
+      if isinstance(name, str):
+        REWARD_FUNCTIONS.get(name)  # an unknown name raises here
       entries.append((name, weight))
   return None if check_only else Quality(entries)

@@ -4,7 +4,8 @@
     TASKS.register("my_task", MyTask)      # a plug-in; or name it as "my_package.my_module:MyTask"
 
 Built-in tasks (each a package, imported only when named): `countdown` (arithmetic expressions with a
-ground-truth notion of "same strategy") and `math` (question / answer sets checked with math-verify).
+ground-truth notion of "same strategy"), `math` (question / answer sets checked with math-verify) and
+`open_ended` (prompts without answers, a reward model's quality, NoveltyBench's distinct and utility).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from darling_jax.registry import Registry
 from darling_jax.tasks.base import EvalContext, Task, TaskData
 
 TASKS = Registry("task", builtins={"countdown": "darling_jax.tasks.countdown:CountdownTask",
-                                   "math": "darling_jax.tasks.math:MathTask"})
+                                   "math": "darling_jax.tasks.math:MathTask",
+                                   "open_ended": "darling_jax.tasks.open_ended:OpenEndedTask"})
 
 
 def make_task(section: Mapping[str, Any]) -> Task:
