@@ -23,8 +23,8 @@ from darling_jax import sharding
 from darling_jax.grpo.update import response_logprobs
 
 
-def make_reference_logprobs(graphdef: nnx.GraphDef, params: nnx.State, mesh: Mesh, *, temperature: float
-                            ) -> Callable[[jax.Array, jax.Array, int], jax.Array]:
+def make_reference_logprobs(graphdef: nnx.GraphDef, params: nnx.State, mesh: Mesh, *, temperature: float,
+                            chunk_size: int | None = None) -> Callable[[jax.Array, jax.Array, int], jax.Array]:
   """`fn(input_ids, attention_mask) -> ref_logp`: the frozen `params`' log-probs of the response tokens.
 
   Args:
@@ -33,6 +33,7 @@ def make_reference_logprobs(graphdef: nnx.GraphDef, params: nnx.State, mesh: Mes
       changed).
     mesh: the run's mesh; rows are sharded over its `data` × `fsdp` axes, as the update's.
     temperature: the rollout temperature (log-probs of `softmax(logits / temperature)`, as the policy's).
+    chunk_size: response positions per LM-head chunk (`response_logprobs`; None: all at once).
 
   Returns:
     `fn(input_ids int32 [R, P+N], attention_mask int32 [R, P+N], num_response_tokens N) -> f32 [R, N]`, jitted
@@ -45,7 +46,8 @@ def make_reference_logprobs(graphdef: nnx.GraphDef, params: nnx.State, mesh: Mes
   def jitted(num_response_tokens: int):
     def reference_forward(params, input_ids, attention_mask):
       model = nnx.merge(graphdef, params)
-      return response_logprobs(model, input_ids, attention_mask, num_response_tokens, temperature)
+      return response_logprobs(model, input_ids, attention_mask, num_response_tokens, temperature,
+                               chunk_size=chunk_size)
     return jax.jit(reference_forward, in_shardings=(param_shardings, rows, rows), out_shardings=rows)
 
   def reference_logprobs(input_ids: jax.Array, attention_mask: jax.Array, num_response_tokens: int) -> jax.Array:

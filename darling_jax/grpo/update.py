@@ -72,6 +72,8 @@ class UpdateConfig:
     kl_coef: weight of the k3 KL to the reference policy (>= 0); > 0 needs `RolloutBatch.ref_logp`.
     agg: loss aggregation, one of `AGG_MODES` (see `policy_loss`).
     temperature: the rollout temperature (> 0); trainer log-probs are of softmax(logits / temperature).
+    logprob_chunk_size: response positions per LM-head chunk in the loss (None: all at once); bounds the
+      float32 logits held at once to `[rows, chunk, V]` (`response_logprobs`).
   """
 
   learning_rate: float = 1e-6
@@ -92,6 +94,7 @@ class UpdateConfig:
   kl_coef: float = 0.0
   agg: str = "token-mean"
   temperature: float = 1.0
+  logprob_chunk_size: int | None = None
 
   def __post_init__(self):
     checks = (
@@ -114,6 +117,8 @@ class UpdateConfig:
         ("kl_coef", self.kl_coef >= 0, ">= 0"),
         ("agg", self.agg in AGG_MODES, f"one of {AGG_MODES}"),
         ("temperature", self.temperature > 0, "> 0"),
+        ("logprob_chunk_size", self.logprob_chunk_size is None or self.logprob_chunk_size >= 1,
+         ">= 1 (or None)"),
     )
     for name, ok, requirement in checks:
       if not ok:
@@ -146,11 +151,14 @@ def make_optimizer(config: UpdateConfig) -> optax.GradientTransformation:
 
 
 def response_logprobs(model: DecoderLM, input_ids: jax.Array, attention_mask: jax.Array,
-                      num_response_tokens: int, temperature: float, *, with_entropy: bool = False
-                      ) -> jax.Array | tuple[jax.Array, jax.Array]:
+                      num_response_tokens: int, temperature: float, *, with_entropy: bool = False,
+                      chunk_size: int | None = None) -> jax.Array | tuple[jax.Array, jax.Array]:
   """Log-probabilities of the response tokens, `log softmax(logits / temperature)`, each given all before it.
 
-  Only the response positions go through the LM head (the prompt's logits are never formed).
+  Only the response positions go through the LM head (the prompt's logits are never formed). With
+  `chunk_size`, the head runs on `chunk_size` response positions at a time under `jax.checkpoint`, so neither
+  the forward nor the backward holds more than `[R, chunk_size, V]` float32 logits (for 8,192 response tokens of a
+  151,936-token vocabulary, the full `[R, N, V]` would be 5 GB per row).
 
   Args:
     model: the policy (or reference) decoder.
@@ -160,6 +168,8 @@ def response_logprobs(model: DecoderLM, input_ids: jax.Array, attention_mask: ja
     temperature: static; the rollout temperature (> 0).
     with_entropy: also return the entropy of `softmax(logits / temperature)` at each response position (no
       gradient flows through it).
+    chunk_size: static; response positions per LM-head chunk (None: all N at once). N is padded up to a
+      multiple of it; the result is the same up to float rounding.
 
   Returns:
     f32 `[R, N]` (and, with `with_entropy`, the entropies f32 `[R, N]`); entries at masked response positions are
@@ -172,17 +182,33 @@ def response_logprobs(model: DecoderLM, input_ids: jax.Array, attention_mask: ja
                      f"length {total} (at least one prompt token)")
   if not temperature > 0:
     raise ValueError(f"temperature must be > 0, got {temperature}")
-  hidden = model.hidden_states(input_ids, attention_mask)                     # [R, P+N, E]
-  logits = model.logits(hidden[:, prompt_width - 1:-1]) / temperature          # [R, N, V] f32
-  tokens = input_ids[:, prompt_width:]
-  token_logits = jnp.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0]
-  log_normalizer = jax.nn.logsumexp(logits, axis=-1)
-  logp = token_logits - log_normalizer
-  if not with_entropy:
-    return logp
-  logits, log_normalizer = jax.lax.stop_gradient((logits, log_normalizer))
-  entropy = log_normalizer - jnp.sum(jnp.exp(logits - log_normalizer[..., None]) * logits, axis=-1)
-  return logp, entropy
+  if chunk_size is not None and chunk_size < 1:
+    raise ValueError(f"chunk_size must be >= 1 (or None), got {chunk_size}")
+  hidden = model.hidden_states(input_ids, attention_mask)[:, prompt_width - 1:-1]  # [R, N, E]
+  tokens = input_ids[:, prompt_width:]                                              # [R, N]
+
+  def head(hidden, tokens):
+    """`[R, S, E]`, `[R, S]` -> (log-probs `[R, S]`,) plus the gradient-free entropies `[R, S]` when asked."""
+    logits = model.logits(hidden) / temperature                                     # [R, S, V] f32
+    log_normalizer = jax.nn.logsumexp(logits, axis=-1)
+    logp = jnp.take_along_axis(logits, tokens[..., None], axis=-1)[..., 0] - log_normalizer
+    if not with_entropy:
+      return (logp,)
+    logits, log_normalizer = jax.lax.stop_gradient((logits, log_normalizer))
+    entropy = log_normalizer - jnp.sum(jnp.exp(logits - log_normalizer[..., None]) * logits, axis=-1)
+    return logp, entropy
+
+  if chunk_size is None or chunk_size >= num_response_tokens:
+    outputs = head(hidden, tokens)
+  else:
+    rows = hidden.shape[0]
+    chunks = -(-num_response_tokens // chunk_size)
+    pad = chunks * chunk_size - num_response_tokens
+    hidden = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0))).reshape(rows, chunks, chunk_size, -1).swapaxes(0, 1)
+    tokens = jnp.pad(tokens, ((0, 0), (0, pad))).reshape(rows, chunks, chunk_size).swapaxes(0, 1)
+    outputs = jax.lax.map(lambda chunk: jax.checkpoint(head)(*chunk), (hidden, tokens))  # each [C, R, S]
+    outputs = tuple(x.swapaxes(0, 1).reshape(rows, -1)[:, :num_response_tokens] for x in outputs)
+  return outputs if with_entropy else outputs[0]
 
 
 @flax.struct.dataclass
@@ -275,7 +301,8 @@ def minibatch_gradients(graphdef: nnx.GraphDef, params: nnx.State, minibatch: Ro
     def scaled_numerator(params):
       model = nnx.merge(graphdef, params)
       logp, entropy = response_logprobs(model, microbatch.input_ids, microbatch.attention_mask,
-                                        microbatch.num_response_tokens, config.temperature, with_entropy=True)
+                                        microbatch.num_response_tokens, config.temperature, with_entropy=True,
+                                        chunk_size=config.logprob_chunk_size)
       terms = policy_loss_terms(
           logp, microbatch.old_logp, microbatch.advantages, microbatch.response_mask, clip_low=config.clip_low,
           clip_high=config.clip_high, dual_clip=config.dual_clip, ref_logp=microbatch.ref_logp,
