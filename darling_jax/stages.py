@@ -40,19 +40,29 @@ class PolicySettings:
   Attributes:
     checkpoint: an HF directory (config.json + safetensors + tokenizer files) or a llama.cpp `.gguf` file; its
       tokenizer, chat template and EOS ids come with it. Empty: the task's own policy (`Task.initial_policy`).
-    dtype: compute and storage dtype of the policy, "float32" or "bfloat16".
+    dtype: compute dtype of the policy, "float32" or "bfloat16".
+    param_dtype: storage dtype of its parameters, and so of the AdamW moments (empty: `dtype`). "float32" with
+      `dtype="bfloat16"` is the usual mixed precision of LLM RL (verl's FSDP, MaxText): float32 master weights
+      and optimizer state, bfloat16 matmuls.
     remat: rematerialise each layer in the update's backward pass (less memory, more compute).
   """
 
   checkpoint: str = ""
   dtype: str = "float32"
+  param_dtype: str = ""
   remat: bool = False
 
   def __post_init__(self):
     if self.dtype not in DTYPES:
       raise ValueError(f"policy.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+    if self.param_dtype and self.param_dtype not in DTYPES:
+      raise ValueError(f"policy.param_dtype must be one of {sorted(DTYPES)} (or empty), got {self.param_dtype!r}")
     if self.checkpoint and not os.path.exists(os.path.expanduser(self.checkpoint)):
       raise FileNotFoundError(f"policy.checkpoint {self.checkpoint!r} does not exist")
+
+  def dtypes(self) -> dict[str, Any]:
+    """`load_pretrained`'s `dtype` / `param_dtype` arguments."""
+    return {"dtype": DTYPES[self.dtype], "param_dtype": DTYPES[self.param_dtype or self.dtype]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +186,7 @@ def _check_vocabulary(model: DecoderLM, tokenizer, source: str) -> None:
 def load_policy_checkpoint(settings: PolicySettings, mesh=None) -> tuple[DecoderLM, Any, str]:
   """`(model, tokenizer, path)` of `settings.checkpoint` (HF directory or `.gguf`)."""
   path = os.path.expanduser(settings.checkpoint)
-  model = load_pretrained(path, dtype=DTYPES[settings.dtype], mesh=mesh, remat=settings.remat)
+  model = load_pretrained(path, **settings.dtypes(), mesh=mesh, remat=settings.remat)
   if not isinstance(model, DecoderLM):
     raise ValueError(f"policy.checkpoint {path!r} is a {type(model).__name__}, not a causal LM")
   return model, load_tokenizer(path), path
@@ -196,7 +206,7 @@ def policy_stage(directory: pathlib.Path, settings: PolicySettings, task, data, 
   info = read_stage_info(directory)
   if info is not None:
     log(f"policy: reusing {directory}")
-    model = load_pretrained(str(directory), dtype=DTYPES[settings.dtype], mesh=mesh, remat=settings.remat)
+    model = load_pretrained(str(directory), **settings.dtypes(), mesh=mesh, remat=settings.remat)
     tokenizer = load_tokenizer(str(directory))
     _check_vocabulary(model, tokenizer, str(directory))
     return Policy(model, tokenizer, eos_ids_of(tokenizer, model), str(directory), info)

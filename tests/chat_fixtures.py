@@ -86,3 +86,20 @@ def bi_encoder_directory(directory: pathlib.Path, seed: int = 0) -> str:
                                    head_tokens=32, threshold=0.5)
   save_bi_encoder(classifier, directory)
   return str(directory)
+
+
+def transformers_policy_directory(directory: pathlib.Path, model_type: str, seed: int = 0) -> str:
+  """A random transformers causal LM (`llama` or `qwen3`: q/k norms) with `chat_tokenizer`, written by
+  `save_pretrained` (what a user's downloaded checkpoint looks like, at 2 layers of width 64)."""
+  import torch
+  tokenizer = chat_tokenizer()
+  config_class = {"llama": transformers.LlamaConfig, "qwen3": transformers.Qwen3Config}[model_type]
+  config = config_class(vocab_size=264, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
+                        tie_word_embeddings=model_type == "qwen3", eos_token_id=tokenizer.eos_token_id,
+                        bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id)
+  torch.manual_seed(seed)
+  model = transformers.AutoModelForCausalLM.from_config(config).eval()
+  model.save_pretrained(directory)
+  tokenizer.save_pretrained(directory)
+  return str(directory)

@@ -20,6 +20,9 @@ def test_eos_ids_come_from_the_tokenizer_the_config_and_generation_config(tmp_pa
 def test_settings_errors_name_the_key(tmp_path):
   with pytest.raises(ValueError, match="policy.dtype"):
     PolicySettings(dtype="float16")
+  with pytest.raises(ValueError, match="policy.param_dtype"):
+    PolicySettings(param_dtype="float64")
+  assert PolicySettings(dtype="bfloat16", param_dtype="float32").dtypes()["param_dtype"].__name__ == "float32"
   with pytest.raises(FileNotFoundError, match="classifier.path"):
     ClassifierSettings(path=str(tmp_path / "none"))
   pairs = tmp_path / "pairs.jsonl"

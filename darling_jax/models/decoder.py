@@ -115,7 +115,7 @@ class DecoderLM(nnx.Module):
     for i, layer in enumerate(self.layers):
       cache_kv = (cache.k[i], cache.v[i]) if cache is not None else None
       prefix_kv = (prefix.k[i], prefix.v[i], prefix.valid) if prefix is not None else None
-      if c.remat:
+      if c.remat and cache is None:  # only the cache-free forward is differentiated (sampling is not)
         x, kv = nnx.remat(lambda lyr, *a: lyr(*a))(layer, x, rope, key_mask, query_slots, cache_kv, write_index,
                                                    prefix_kv)
       else:
