@@ -1,7 +1,7 @@
 """Small name → object registries for the swappable parts of a run: tasks, reward (quality) functions, diversity
 sources, reward modes.
 
-    TASKS = Registry("task", builtins={"countdown": "darling_jax.tasks.countdown:CountdownTask"})
+    TASKS = Registry("task", builtins={"my_task": "my_package.tasks:MyTask"})
     @REWARD_FUNCTIONS.register("my_reward")
     def my_reward(prompts, completions, **columns): ...
     REWARD_FUNCTIONS.get("my_reward"); REWARD_FUNCTIONS.get("my_package.rewards:length_penalty")

@@ -255,14 +255,13 @@ def classifier_stage(directory: pathlib.Path, settings: ClassifierSettings, task
   else:
     started = time.perf_counter()
     log(f"classifier: training -> {directory}")
-    if source == "task":
-      model, tokenizer, info = task.train_classifier(data, seed=seed, log=lambda line: log("  " + line))
-    elif settings.kind == "cross_encoder":
-      model, tokenizer, info = train_classifier_on_pairs(settings, seed=seed, log=lambda line: log("  " + line))
+    indented = lambda line: log("  " + line)
+    if source == "pairs" and settings.kind == "bi_encoder":  # saves itself: an encoder and a fitted head
+      info = train_bi_encoder_on_pairs(settings, directory, started=started, log=indented)
     else:
-      info = train_bi_encoder_on_pairs(settings, directory, started=started, log=lambda line: log("  " + line))
-    if source == "task" or settings.kind == "cross_encoder":
       from darling_jax.equivalence.loading import save_pair_model
+      model, tokenizer, info = (task.train_classifier(data, seed=seed, log=indented) if source == "task" else
+                                train_classifier_on_pairs(settings, seed=seed, log=indented))
       info = {**info, "seconds": time.perf_counter() - started}
       save_pair_model(model, str(directory), tokenizer=tokenizer)
       write_stage_info(directory, info)

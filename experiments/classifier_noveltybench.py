@@ -115,26 +115,25 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- main
-def held_out_metrics(method, trained, train_pairs, held_out, labels) -> dict:
-  """Metrics on `held_out` at the threshold of highest balanced accuracy on `train_pairs`."""
-  threshold = best_threshold(method.probabilities(trained, train_pairs), labels[train_pairs], balanced=True)
-  return classification_metrics(method.probabilities(trained, held_out), labels[held_out], threshold)
+def held_out_metrics(scores, trained, train_pairs, held_out, labels) -> dict:
+  """Metrics of `scores(trained, pairs)` on `held_out` at the threshold of highest balanced accuracy on
+  `train_pairs`."""
+  threshold = best_threshold(scores(trained, train_pairs), labels[train_pairs], balanced=True)
+  return classification_metrics(scores(trained, held_out), labels[held_out], threshold)
 
 
 def cross_validate(method, labels: np.ndarray, k: int, seed: int) -> list[dict]:
-  """Per fold: the method's metrics, and on the same split the cosine and majority baselines."""
+  """Per fold: the method's metrics, and on the same split the majority baseline and, for the bi-encoder
+  methods (whose features hold it, at no cost), the cosine baseline."""
   folds = stratified_folds(labels, k, seed)
-  cosine = method if isinstance(method, CosineMethod) else None
+  cosine = method.cosine_probabilities if isinstance(method, BiEncoderMethod) else None
   results = []
   for fold in range(k):
     started = time.perf_counter()
     train_pairs, held_out = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
     print(f"fold {fold + 1}/{k}: train on {len(train_pairs)} pairs, hold out {len(held_out)}", flush=True)
-    metrics = held_out_metrics(method, method.train(train_pairs), train_pairs, held_out, labels)
+    metrics = held_out_metrics(method.probabilities, method.train(train_pairs), train_pairs, held_out, labels)
     metrics["seconds"] = time.perf_counter() - started
-    if isinstance(method, BiEncoderMethod):  # its features hold the cosine: the baseline costs nothing
-      cosine = cosine or CosineMethod.__new__(CosineMethod)
-      cosine.features = method.features
     if cosine is not None:
       metrics["cosine"] = held_out_metrics(cosine, None, train_pairs, held_out, labels)
     metrics["majority"] = {"accuracy": float(np.mean(labels[held_out] == 0)), "balanced_accuracy": 0.5,

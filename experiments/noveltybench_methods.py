@@ -253,6 +253,10 @@ class BiEncoderMethod:
     self.classifier.head, self.classifier.threshold = trained, threshold
     bi_encoder.save_bi_encoder(self.classifier, output_dir, info=info)
 
+  def cosine_probabilities(self, trained, pairs: np.ndarray) -> np.ndarray:
+    """The untrained baseline's score: the cosine of the mean-pooled embeddings (`trained` is ignored)."""
+    return self.features[pairs, FEATURE_NAMES.index("cosine")]
+
 
 class CosineMethod(BiEncoderMethod):
   """Nothing trained: the cosine of the mean-pooled embeddings is the score (the untrained baseline)."""
@@ -261,7 +265,7 @@ class CosineMethod(BiEncoderMethod):
     return None
 
   def probabilities(self, trained, pairs: np.ndarray) -> np.ndarray:
-    return self.features[pairs, FEATURE_NAMES.index("cosine")]
+    return self.cosine_probabilities(trained, pairs)
 
   def save(self, trained, output_dir, threshold: float, info: dict) -> None:
     raise ValueError("--method cosine is a baseline: nothing to save (use --folds to evaluate it)")

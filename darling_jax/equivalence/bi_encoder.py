@@ -31,7 +31,7 @@ from flax import nnx
 
 from darling_jax.diversity.short_answer import DEFAULT_MAX_WORDS
 from darling_jax.equivalence.base import EquivalenceClassifier
-from darling_jax.equivalence.pairwise import row_chunks, width_buckets
+from darling_jax.equivalence.pairwise import padded_row_chunks, width_buckets
 from darling_jax.equivalence.similarity_features import FEATURE_NAMES, LexicalProfile, pair_features
 
 KIND = "bi_encoder"
@@ -163,6 +163,7 @@ class BiEncoderClassifier(EquivalenceClassifier):
     self.max_tokens, self.head_tokens = int(max_tokens), int(head_tokens)
     self.rows_per_call = rows_per_call
     self.sharding = sharding
+    self.pad_id = tokenizer.pad_token_id or 0
     self.widths = width_buckets(self.max_tokens)
 
   def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -171,26 +172,14 @@ class BiEncoderClassifier(EquivalenceClassifier):
     if not texts:
       return np.zeros((0, 2, 0), np.float32)
     token_ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
-    by_width: dict[int, list[int]] = {}
-    for n, ids in enumerate(token_ids):
-      by_width.setdefault(next(w for w in self.widths if w >= len(ids)), []).append(n)
-    multiple = 1 if self.sharding is None else len(self.sharding.device_set)
     out = None
-    for width, members in sorted(by_width.items()):
-      for start, size in row_chunks(len(members), self.rows_per_call, multiple):
-        chunk = members[start:start + size]
-        ids = np.zeros((size, width), np.int32)
-        mask = np.zeros((size, width), np.int32)
-        for r, n in enumerate(chunk):
-          ids[r, :len(token_ids[n])] = token_ids[n]
-          mask[r, :len(token_ids[n])] = 1
-        mask[len(chunk):, 0] = 1  # padding rows: one real token, so nothing divides by zero
-        arrays = (ids, mask) if self.sharding is None else jax.device_put((ids, mask), self.sharding)
-        pooled = np.asarray(mean_pooled_embeddings(self.graphdef, self.state, *arrays,
-                                                   head_tokens=self.head_tokens))
-        if out is None:
-          out = np.zeros((len(texts),) + pooled.shape[1:], np.float32)
-        out[chunk] = pooled[:len(chunk)]
+    for chunk, ids, mask in padded_row_chunks(token_ids, self.widths, self.rows_per_call, self.pad_id,
+                                              self.sharding):
+      pooled = np.asarray(mean_pooled_embeddings(self.graphdef, self.state, ids, mask,
+                                                 head_tokens=self.head_tokens))
+      if out is None:
+        out = np.zeros((len(texts),) + pooled.shape[1:], np.float32)
+      out[chunk] = pooled[:len(chunk)]
     return out
 
   def pair_features(self, texts: Sequence[str], pairs: list[tuple[int, int]]) -> np.ndarray:

@@ -82,3 +82,14 @@ def pad_pairs(rows: Sequence[tuple[list[int], list[int]]], width: int,
     mask[r, :len(row_ids)] = 1
     types[r, :len(row_types)] = row_types
   return ids, mask, types
+
+
+def pad_rows(rows: Sequence[Sequence[int]], width: int, pad_id: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+  """int32 `[size, width]` ids and mask; filler rows beyond `len(rows)` hold one real token (the pad id)."""
+  ids = np.full((size, width), pad_id, np.int32)
+  mask = np.zeros((size, width), np.int32)
+  for r, row in enumerate(rows):
+    ids[r, :len(row)] = row
+    mask[r, :len(row)] = 1
+  mask[len(rows):, 0] = 1
+  return ids, mask

@@ -60,7 +60,6 @@ def load_equivalence_classifier(path: str | os.PathLike, *, threshold: float | N
   from darling_jax.models.tokenizer import load_tokenizer
   if is_siamese(path):
     from darling_jax.equivalence.siamese import SiameseClassifier
-    common.pop("sharding")
     return SiameseClassifier(load_siamese(path), load_tokenizer(str(path)),
                              max_tokens=int(chosen(max_length, "max_length", 64)), **common)
   if settings.get("kind") == "bi_encoder":

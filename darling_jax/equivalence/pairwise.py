@@ -22,7 +22,7 @@ from flax import nnx
 
 from darling_jax.diversity.short_answer import DEFAULT_MAX_WORDS
 from darling_jax.equivalence.base import DEFAULT_THRESHOLD, EquivalenceClassifier
-from darling_jax.equivalence.encoding import PairFormat, pad_pairs, pair_ids, tokenize_responses
+from darling_jax.equivalence.encoding import PairFormat, pad_pairs, pad_rows, pair_ids, tokenize_responses
 MIN_WIDTH = 16
 MIN_ROWS = 8
 
@@ -50,6 +50,23 @@ def row_chunks(num_rows: int, rows_per_call: int, multiple: int = 1) -> list[tup
     size = -(-size // multiple) * multiple
     chunks.append((start, size))
   return chunks
+
+
+def padded_row_chunks(rows: Sequence[Sequence[int]], widths: Sequence[int], rows_per_call: int, pad_id: int,
+                      sharding: jax.sharding.Sharding | None = None):
+  """Yields `(indices, ids, mask)`: the rows grouped by the smallest width bucket that holds them, in chunks of
+  `row_chunks` (padded to a power of two, and to a multiple of `sharding`'s device count), each right-padded
+  by `pad_rows` to int32 `[size, width]` and placed with `sharding` when given. `indices` are the chunk's real
+  rows (the first `len(indices)` of the arrays)."""
+  by_width: dict[int, list[int]] = {}
+  for n, row in enumerate(rows):
+    by_width.setdefault(next(w for w in widths if w >= len(row)), []).append(n)
+  multiple = 1 if sharding is None else len(sharding.device_set)
+  for width, members in sorted(by_width.items()):
+    for start, size in row_chunks(len(members), rows_per_call, multiple):
+      chunk = members[start:start + size]
+      arrays = pad_rows([rows[n] for n in chunk], width, pad_id, size)
+      yield chunk, *(arrays if sharding is None else jax.device_put(arrays, sharding))
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))

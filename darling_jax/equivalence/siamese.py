@@ -25,9 +25,9 @@ from flax import nnx
 
 from darling_jax.diversity.short_answer import DEFAULT_MAX_WORDS
 from darling_jax.equivalence.base import EquivalenceClassifier
-from darling_jax.equivalence.encoding import PairFormat, tokenize_responses
+from darling_jax.equivalence.encoding import PairFormat, pad_rows, tokenize_responses
 from darling_jax.equivalence.pair_data import PairExample
-from darling_jax.equivalence.pairwise import row_chunks, width_buckets
+from darling_jax.equivalence.pairwise import padded_row_chunks, width_buckets
 from darling_jax.equivalence.training import TrainConfig, class_weights, learning_rate_schedule, make_optimizer
 from darling_jax.tracing import max_traces
 
@@ -36,17 +36,6 @@ def encode_texts(tokenizer, texts: Sequence[str], max_tokens: int) -> list[list[
   """`[CLS] text [SEP]` ids of each text, the text cut to `max_tokens − 2` tokens."""
   fmt = PairFormat.from_tokenizer(tokenizer, max(max_tokens, 3))
   return [[fmt.cls_id, *ids, fmt.sep_id] for ids in tokenize_responses(tokenizer, texts, max_tokens - 2)]
-
-
-def pad_rows(rows: Sequence[Sequence[int]], width: int, pad_id: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-  """int32 `[size, width]` ids and mask; filler rows beyond `len(rows)` hold one real token (the pad id)."""
-  ids = np.full((size, width), pad_id, np.int32)
-  mask = np.zeros((size, width), np.int32)
-  for r, row in enumerate(rows):
-    ids[r, :len(row)] = row
-    mask[r, :len(row)] = 1
-  mask[len(rows):, 0] = 1
-  return ids, mask
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
@@ -69,12 +58,14 @@ class SiameseClassifier(EquivalenceClassifier):
     max_tokens: tokens per response, [CLS] and [SEP] included.
     threshold, short_answer_max_words: see `EquivalenceClassifier`.
     rows_per_call: responses per jitted encoder call.
+    sharding: optional sharding of the `[R, W]` token arrays (rows over the data axes).
   """
 
   kind = "siamese"
 
   def __init__(self, model, tokenizer, *, max_tokens: int = 64, threshold: float = 0.5,
-               short_answer_max_words: int | None = DEFAULT_MAX_WORDS, rows_per_call: int = 256):
+               short_answer_max_words: int | None = DEFAULT_MAX_WORDS, rows_per_call: int = 256,
+               sharding: jax.sharding.Sharding | None = None):
     super().__init__(threshold=threshold, short_answer_max_words=short_answer_max_words)
     if not 3 <= max_tokens <= model.config.max_position_embeddings:
       raise ValueError(f"max_tokens must be in [3, {model.config.max_position_embeddings}], got {max_tokens}")
@@ -85,21 +76,16 @@ class SiameseClassifier(EquivalenceClassifier):
     self.tokenizer = tokenizer
     self.max_tokens = int(max_tokens)
     self.rows_per_call = rows_per_call
+    self.sharding = sharding
     self.pad_id = PairFormat.from_tokenizer(tokenizer, max(self.max_tokens, 3)).pad_id
     self.widths = width_buckets(self.max_tokens)
 
   def embed(self, texts: Sequence[str]) -> np.ndarray:
     """float32 `[N, E]`: each text once, in width buckets of `rows_per_call` rows."""
     rows = encode_texts(self.tokenizer, texts, self.max_tokens)
-    by_width: dict[int, list[int]] = {}
-    for n, row in enumerate(rows):
-      by_width.setdefault(next(w for w in self.widths if w >= len(row)), []).append(n)
     out = np.zeros((len(texts), self.hidden_size), np.float32)
-    for width, members in sorted(by_width.items()):
-      for start, size in row_chunks(len(members), self.rows_per_call):
-        chunk = members[start:start + size]
-        ids, mask = pad_rows([rows[n] for n in chunk], width, self.pad_id, size)
-        out[chunk] = np.asarray(siamese_embed(self.graphdef, self.state, ids, mask))[:len(chunk)]
+    for chunk, ids, mask in padded_row_chunks(rows, self.widths, self.rows_per_call, self.pad_id, self.sharding):
+      out[chunk] = np.asarray(siamese_embed(self.graphdef, self.state, ids, mask))[:len(chunk)]
     return out
 
   def _pair_probabilities(self, texts: list[str], pairs: list[tuple[int, int]]) -> np.ndarray:
