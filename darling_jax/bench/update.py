@@ -45,19 +45,17 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
-import math
 import os
 import resource
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from flax import nnx
 
 from darling_jax.bench.sampling import _REPEATS, _SHAPES, SHAPES, matmul_roofline_gflops
-from darling_jax.grpo.batch import RolloutBatch
+from darling_jax.bench.workloads import UpdateBatch, synthetic_batch, update_flops
 from darling_jax.grpo.update import UpdateConfig, grpo_update, init_train_state, make_optimizer
 from darling_jax.models import DecoderConfig, init_model
 
@@ -69,13 +67,6 @@ _ROWS = flags.DEFINE_list("rows", [], "Per-shape row overrides, e.g. smollm2=2,t
 MIB = 2**20
 
 
-@dataclasses.dataclass(frozen=True)
-class UpdateBatch:
-  rows: int
-  prompt_len: int
-  response_len: int
-
-
 # Update batches of the sampling benchmark's model shapes (rows = B*G samples of one rollout batch).
 UPDATE_BATCHES = {"smollm2": UpdateBatch(rows=8, prompt_len=64, response_len=192),
                   "tiny": UpdateBatch(rows=64, prompt_len=32, response_len=96)}
@@ -84,29 +75,6 @@ UPDATE_BATCHES = {"smollm2": UpdateBatch(rows=8, prompt_len=64, response_len=192
 def decoder_config(name: str, remat: bool) -> DecoderConfig:
   """The `bench.sampling` shape `name` as an f32 Llama `DecoderConfig`."""
   return DecoderConfig.from_hf(dict(SHAPES[name].hf_config, model_type="llama"), remat=remat)
-
-
-def update_flops(c: DecoderConfig, rows: int, prompt_len: int, response_len: int) -> tuple[float, float]:
-  """`(model FLOPs, recomputed-forward FLOPs under remat)` of one update on `rows` × (prompt + response)."""
-  t = prompt_len + response_len
-  trunk = c.num_layers * (c.hidden_size * c.head_dim * (2 * c.num_heads + 2 * c.num_kv_heads)
-                          + 3 * c.hidden_size * c.intermediate_size)
-  attention_fwd = 4 * c.num_layers * c.num_heads * c.head_dim * rows * t * t
-  model = 6 * trunk * rows * t + 6 * c.vocab_size * c.hidden_size * rows * response_len + 3 * attention_fwd
-  return float(model), float(2 * trunk * rows * t + attention_fwd)
-
-
-def synthetic_batch(vocab: int, batch: UpdateBatch, seed: int = 0) -> RolloutBatch:
-  """A `RolloutBatch` of random tokens, all-ones masks, N(0, 1) advantages and old log-probs near -log V."""
-  rng = np.random.default_rng(seed)
-  r, t, n = batch.rows, batch.prompt_len + batch.response_len, batch.response_len
-  return RolloutBatch(
-      input_ids=jnp.asarray(rng.integers(1, vocab, (r, t)), jnp.int32),
-      attention_mask=jnp.ones((r, t), jnp.int32),
-      response_mask=jnp.ones((r, n), jnp.int32),
-      old_logp=jnp.asarray(-math.log(vocab) + 0.1 * rng.standard_normal((r, n)), jnp.float32),
-      advantages=jnp.asarray(rng.standard_normal(r), jnp.float32),
-  )
 
 
 def _reset_peak_rss() -> bool:
