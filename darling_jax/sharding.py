@@ -3,6 +3,10 @@
 Every parameter is annotated with logical names (`("embed", "mlp")`, …; see `darling_jax.models.layers`).
 `LOGICAL_AXIS_RULES` maps each name to a mesh axis of the `("data", "fsdp", "tensor")` mesh: weights are
 sharded over `fsdp` (ZeRO-3 style) and `tensor` (Megatron style); the batch over `data` × `fsdp`.
+
+Multi-controller JAX (a mesh over several processes): `process_rows` reads the rows of a batch-sharded global array
+that this process's devices hold, `jax.make_array_from_process_local_data` (e.g. `grpo.global_rollout_batch`) puts
+such rows back, and `gather_rows` gives every process the whole batch's rows of small per-row arrays.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -77,3 +82,36 @@ def state_shardings(state: nnx.State, mesh: Mesh, rules=LOGICAL_AXIS_RULES) -> n
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
   """Leading (batch) dimension over `data` × `fsdp`, the rest replicated."""
   return NamedSharding(mesh, P(BATCH_AXES, *([None] * (ndim - 1))))
+
+
+def process_rows(array: jax.Array) -> tuple[np.ndarray, np.ndarray]:
+  """`(indices, rows)`: the rows (leading dimension) of a global `array` that this process's devices hold,
+  ascending, and their values as one host array: the process-local block `jax.make_array_from_process_local_data`
+  takes back for the same sharding. With one process (a fully addressable array), every row.
+
+  The array may be sharded along its leading dimension only (e.g. `batch_sharding`).
+  """
+  num_rows = array.shape[0]
+  if array.is_fully_addressable:
+    return np.arange(num_rows), np.asarray(jax.device_get(array))
+  blocks = {}  # start -> (stop, shard); devices holding replicas of a block hold the same rows
+  for shard in array.addressable_shards:
+    if tuple(shard.data.shape[1:]) != tuple(array.shape[1:]):
+      raise ValueError(f"process_rows needs an array sharded along its rows only, got {array.sharding}")
+    start, stop, _ = shard.index[0].indices(num_rows)
+    blocks.setdefault(start, (stop, shard))
+  ordered = sorted(blocks.items())
+  indices = np.concatenate([np.arange(start, stop) for start, (stop, _) in ordered])
+  return indices, np.concatenate([np.asarray(shard.data) for _, (_, shard) in ordered])
+
+
+def gather_rows(local_rows, mesh: Mesh):
+  """The whole batch's rows on every process, from each process's own rows: a pytree of host arrays whose leading
+  dimension is this process's rows of a batch sharded as `batch_sharding(mesh, ...)` (the rows `process_rows`
+  reads), in the same pytree of host arrays with every row, in batch order. With a mesh of one process,
+  `local_rows` itself. For small per-row values (rewards, lengths), not for token arrays."""
+  if not mesh.is_multi_process:
+    return local_rows
+  global_rows = jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(batch_sharding(mesh, np.ndim(x)), np.asarray(x)), local_rows)
+  return multihost_utils.process_allgather(global_rows, tiled=True)  # each global array comes back whole

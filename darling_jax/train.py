@@ -106,9 +106,10 @@ class _StopRequest:
 
 
 def eval_batches(data, settings: EvalSettings):
-  """Loader batches of the task's evaluation split, `num_problems` prompts in all (fewer if it has fewer)."""
+  """Loader batches of the task's evaluation split, `num_problems` prompts in all (fewer if it has fewer); the
+  same batches on every process (the sampler runs over each whole batch)."""
   loader = prompt_loader(data.eval, data.eval_split, batch_size=settings.prompts_per_batch, seed=0, shuffle=False,
-                         num_epochs=1)
+                         num_epochs=1, shard_index=0, shard_count=1)
   remaining = settings.num_problems
   for batch in loader:
     if remaining <= 0:
@@ -182,7 +183,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     base_eval = _cached_json(workdir / "base_eval.json", lambda: evaluate_policy(
         step_fn, state.params, data, run.eval, equivalence, seed=config.seed, seed_offset=1))
 
-  loader = prompt_loader(data.train, data.train_split, batch_size=run.prompts_per_step, seed=config.seed)
+  # Every process reads each step's whole batch (one shard: the same prompts and iterator position everywhere, so
+  # process 0's saved position resumes them all); `TrainStep` samples it as one SPMD computation and each process
+  # scores only its own prompts' groups.
+  loader = prompt_loader(data.train, data.train_split, batch_size=run.prompts_per_step, seed=config.seed,
+                         shard_index=0, shard_count=1)
   iterator = iter(loader)
   checkpoints = Checkpointer(workdir / "checkpoints", max_to_keep=config.checkpoint.keep,
                              save_interval_steps=config.checkpoint.every)

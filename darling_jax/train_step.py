@@ -18,6 +18,14 @@ Every stage is a building block of its own module; this file only composes them,
 
 Host work (text decoding, reward functions, pair packing) runs between the jitted stages; each stage's wall time
 is reported (`time/*` metrics), so the classifier's share of a step is measured in every run.
+
+Several processes (multi-controller JAX, a mesh over every process's devices): every process calls the step with
+the same whole batch. Sampling is one SPMD computation over all prompts, their rows sharded over the mesh's
+`data` × `fsdp` axes; each process then reads only the rows its devices hold (`sharding.process_rows`: its own
+prompts and their G samples, whole groups) and decodes, scores, classifies and rewards those alone (stages 2-4 are
+per process: no host sees every response). The update's batch is assembled from every process's rows
+(`grpo.global_rollout_batch`), and the metrics are the whole batch's, the same on every process as one process
+running all prompts would log.
 """
 
 from __future__ import annotations
@@ -31,13 +39,14 @@ from typing import Any
 import jax
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from darling_jax import rewards, sharding
 from darling_jax.config_sections import check_fields
 from darling_jax.diversity.ngram import UNITS as NGRAM_UNITS
 from darling_jax.diversity.sources import DIVERSITY_SOURCES, DiversityContext
 from darling_jax.grpo import TrainState, global_rollout_batch, group_advantages, rollout_batch
-from darling_jax.sampling import decode_responses, generate
+from darling_jax.sampling import SampleOutput, decode_responses, generate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +100,8 @@ class StepConfig:
 
 @dataclasses.dataclass
 class Rollouts:
-  """One step's rollouts and their rewards, on host (for logging and evaluation).
+  """One step's rollouts and their rewards, on host (for logging and evaluation): this process's prompts (with
+  several processes, those it sampled and scored; with one, the whole batch).
 
   prompts: B prompt texts. texts: B lists of G decoded responses. quality, diversity, rewards, advantages: f32
   `[B, G]`. class_ids: int32 `[B, G]` the partition used for diversity (None for a source without one).
@@ -122,6 +132,21 @@ def count_classes(class_ids: np.ndarray) -> np.ndarray:
   return 1 + np.sum(ordered[..., 1:] != ordered[..., :-1], axis=-1)
 
 
+def select_prompts(batch: dict[str, Any], indices: np.ndarray) -> dict[str, Any]:
+  """The loader batch of the prompts at `indices` (every column: numpy arrays and lists alike)."""
+  return {key: value[indices] if isinstance(value, np.ndarray) else [value[i] for i in indices]
+          for key, value in batch.items()}
+
+
+def process_mean(values: dict[str, float]) -> dict[str, float]:
+  """Each value's mean over the JAX processes (each passes the same keys; float32 on the way); with one process,
+  `values` itself."""
+  if jax.process_count() == 1:
+    return values
+  gathered = multihost_utils.process_allgather(np.asarray(list(values.values()), np.float32))  # [processes, K]
+  return dict(zip(values, map(float, gathered.mean(axis=0)), strict=True))
+
+
 class TrainStep:
   """`step_fn(state, batch, step) -> (state, metrics, rollouts)`: one DARLING/GRPO step (see module doc).
 
@@ -134,7 +159,9 @@ class TrainStep:
     tokenizer: the policy's tokenizer (encodes prompts through the task, decodes responses).
     config: `StepConfig`.
     eos_ids: token ids that end a response.
-    mesh: the update's mesh (the sampler's prompt rows are sharded over its data axes).
+    mesh: the update's mesh (the sampler's prompt rows are sharded over its data axes). It may span several
+      processes (see the module doc): then every process calls the step, and the prompts per step must be a
+      multiple of the data × fsdp size, so that each device, and each process, samples whole groups.
     reference_logprobs: `(input_ids, attention_mask, N) -> f32 [R, N]` log-probs of the rollouts' response tokens
       under the frozen reference policy (`darling_jax.grpo.make_reference_logprobs`), or None (no KL term).
   """
@@ -150,24 +177,48 @@ class TrainStep:
         rewards_and_advantages, mode=config.reward_mode, add_bias=config.add_bias,
         diversity_weight=config.diversity_weight, normalize_std=config.normalize_std))
 
+  def prompt_sharding(self, num_prompts: int) -> jax.sharding.Sharding | None:
+    """The sampler's sharding of `num_prompts` prompt rows: over the mesh's data axes when they divide evenly,
+    else (one process only) None, unsharded."""
+    data_size = int(np.prod([self.mesh.shape[a] for a in sharding.BATCH_AXES]))
+    if num_prompts % data_size == 0 and (data_size > 1 or self.mesh.is_multi_process):
+      return sharding.batch_sharding(self.mesh, 2)
+    if self.mesh.is_multi_process:
+      raise ValueError(f"{num_prompts} prompts do not split evenly over the mesh's {data_size} data x fsdp shards: "
+                       "with several processes each process samples whole groups of its own prompts, so the "
+                       f"prompts per step must be a multiple of {data_size}")
+    return None
+
   def sample(self, params: nnx.State, batch: dict[str, Any], rng: jax.Array, *, num_samples: int,
-             temperature: float, top_p: float = 1.0):
-    """`SampleOutput` of the policy with `params` for the batch's prompts."""
+             temperature: float, top_p: float = 1.0) -> SampleOutput:
+    """`SampleOutput` of the policy with `params` for the batch's prompts (global arrays, rows sharded by
+    `prompt_sharding`; with several processes every process passes the same batch and key)."""
     model = nnx.merge(self.graphdef, params)
-    rows_sharding = sharding.batch_sharding(self.mesh, 2)
-    num_prompts = len(batch["prompt"])
-    data_size = np.prod([self.mesh.shape[a] for a in sharding.BATCH_AXES])
     return generate(model, self.task.prompt_ids(batch, self.tokenizer), num_samples=num_samples,
                     max_new_tokens=self.config.max_new_tokens, eos_ids=self.eos_ids, rng=rng,
-                    temperature=temperature, top_p=top_p,
-                    batch_sharding=rows_sharding if num_prompts % data_size == 0 and data_size > 1 else None)
+                    temperature=temperature, top_p=top_p, batch_sharding=self.prompt_sharding(len(batch["prompt"])))
 
   def sample_texts(self, params: nnx.State, batch: dict[str, Any], rng: jax.Array, *, num_samples: int,
                    temperature: float, top_p: float = 1.0) -> list[list[str]]:
-    """B lists of `num_samples` decoded responses."""
+    """B lists of `num_samples` decoded responses (for evaluation: with several processes, every process
+    gathers and decodes all of them)."""
     sample = self.sample(params, batch, rng, num_samples=num_samples, temperature=temperature, top_p=top_p)
-    tokens, mask = jax.device_get((sample.tokens, sample.mask))
+    tokens, mask = multihost_utils.process_allgather((sample.tokens, sample.mask), tiled=True)  # global arrays: whole
     return decode_responses(self.tokenizer, tokens, mask, self.eos_ids, num_samples)
+
+  def process_sample(self, sample: SampleOutput) -> tuple[SampleOutput, np.ndarray]:
+    """`(local sample, prompt indices)`: this process's part of a global `sample`, as host arrays: the batch
+    indices of the prompts its devices hold (ascending), their prompt rows and their G sampled rows each. With one
+    process, the whole sample."""
+    rows = {field.name: sharding.process_rows(getattr(sample, field.name))
+            for field in dataclasses.fields(SampleOutput)}
+    prompts = rows["prompt_tokens"][0]
+    groups = (prompts[:, None] * sample.num_samples + np.arange(sample.num_samples)).reshape(-1)
+    for name, (indices, _) in rows.items():
+      if not np.array_equal(indices, prompts if name.startswith("prompt") else groups):
+        raise RuntimeError(f"process {jax.process_index()} holds sample rows of {name} that are not the groups of "
+                           f"its prompts {prompts.tolist()}: the sample is not sharded like its prompts")
+    return SampleOutput(**{name: values for name, (_, values) in rows.items()}), prompts
 
   def score(self, batch: dict[str, Any], texts: Sequence[Sequence[str]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """`(quality f32 [B, G], per-function values)` of responses to `batch` (the run's reward functions)."""
@@ -175,16 +226,27 @@ class TrainStep:
 
   def __call__(self, state: TrainState, batch: dict[str, Any], step: int
                ) -> tuple[TrainState, dict[str, float], Rollouts]:
+    """One step on the loader `batch` (the step's whole batch, the same on every process): the new state, the
+    whole batch's metrics (the same on every process) and this process's rollouts.
+
+    Per process: decoding, quality, oracle classes, diversity, rewards and advantages of its own prompts' groups
+    (`process_sample`), and its rows of the update's batch. Global (SPMD over the mesh): sampling, the reference
+    log-probs and the update. Metrics: the whole batch's rewards, lengths and classes are gathered (`gather_rows`,
+    a few numbers per response) and reduced as one process would; the task's `rollout_metrics` (means over
+    prompts) and the stage times are each process's, averaged over processes (`process_mean`).
+    """
     c = self.config
     timings = {}
     started = time.perf_counter()
     sample = self.sample(state.params, batch, jax.random.fold_in(state.rng, step), num_samples=c.group_size,
                          temperature=c.temperature, top_p=c.top_p)
-    tokens, mask = jax.device_get((sample.tokens, sample.mask))
+    sample, prompts = self.process_sample(sample)
     timings["sample"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    texts = decode_responses(self.tokenizer, tokens, mask, self.eos_ids, c.group_size)
+    if len(prompts) != len(batch["prompt"]):
+      batch = select_prompts(batch, prompts)  # from here on, this process's prompts only
+    texts = decode_responses(self.tokenizer, sample.tokens, sample.mask, self.eos_ids, c.group_size)
     quality, per_function = self.score(batch, texts)
     oracle = self.task.oracle_classes(texts, batch)
     timings["quality"] = time.perf_counter() - started
@@ -196,7 +258,7 @@ class TrainStep:
 
     started = time.perf_counter()
     reward, advantages = self._rewards_and_advantages(quality, diversity)
-    rows = rollout_batch(sample, advantages)
+    rows = global_rollout_batch(jax.device_get(rollout_batch(sample, advantages)), self.mesh)
     timings["reward"] = time.perf_counter() - started
     if self.reference_logprobs is not None:
       started = time.perf_counter()
@@ -205,29 +267,35 @@ class TrainStep:
       timings["reference"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    state, update_metrics = self.update(state, global_rollout_batch(jax.device_get(rows), self.mesh))
+    state, update_metrics = self.update(state, rows)
     update_metrics = {k: float(v) for k, v in jax.device_get(update_metrics).items()}
     timings["update"] = time.perf_counter() - started
 
     reward, advantages = np.asarray(reward), np.asarray(advantages)
+    rollouts = Rollouts(self.task.prompts(batch), texts, quality, diversity, reward, advantages, class_ids, oracle)
+    timings["step"] = sum(timings.values())
+    timings["diversity_share"] = timings["diversity"] / timings["step"]
+    task_metrics = self.task.rollout_metrics(texts, quality, batch, oracle)
+    per_process = process_mean({**task_metrics, **{f"time/{k}": v for k, v in timings.items()}})
+    every = sharding.gather_rows(  # the whole batch's per-response values (one process: its own)
+        {"reward": reward, "quality": quality, "diversity": diversity, "advantages": advantages,
+         "lengths": sample.mask.sum(axis=1, dtype=np.int32), "per_function": per_function,
+         **({"class_ids": class_ids} if class_ids is not None else {})}, self.mesh)
     metrics = {
-        "reward": float(reward.mean()),
-        "quality": float(quality.mean()),
-        "diversity": float(diversity.mean()),
-        "response_length": float(mask.sum(axis=1).mean()),
-        "advantage_abs": float(np.abs(advantages).mean()),
-        **self.task.rollout_metrics(texts, quality, batch, oracle),
+        "reward": float(every["reward"].mean()),
+        "quality": float(every["quality"].mean()),
+        "diversity": float(every["diversity"].mean()),
+        "response_length": float(every["lengths"].mean()),
+        "advantage_abs": float(np.abs(every["advantages"]).mean()),
+        **{k: per_process[k] for k in task_metrics},
         **{f"update/{k}": v for k, v in update_metrics.items()},
-        **{f"time/{k}": v for k, v in timings.items()},
     }
     if len(per_function) > 1:
       metrics.update({f"quality/{name}": float(np.nanmean(values)) if np.isfinite(values).any() else 0.0
-                      for name, values in per_function.items()})
+                      for name, values in every["per_function"].items()})
     if class_ids is not None:
-      metrics["classes"] = float(count_classes(class_ids).mean())
-    metrics["time/step"] = sum(timings.values())
-    metrics["time/diversity_share"] = timings["diversity"] / metrics["time/step"]
-    rollouts = Rollouts(self.task.prompts(batch), texts, quality, diversity, reward, advantages, class_ids, oracle)
+      metrics["classes"] = float(count_classes(every["class_ids"]).mean())
+    metrics.update({k: v for k, v in per_process.items() if k not in task_metrics})  # time/*
     return state, metrics, rollouts
 
 

@@ -88,8 +88,9 @@ def rollout_batch_shardings(mesh: Mesh, *, with_ref_logp: bool = False) -> Rollo
 def global_rollout_batch(local_rows: RolloutBatch, mesh: Mesh) -> RolloutBatch:
   """The global, `data` × `fsdp`-sharded `RolloutBatch` from this process's rows (multi-controller JAX).
 
-  Every process passes its own consecutive block of rows (host arrays, equal counts per process, in process
-  order); the global batch is their concatenation. With one process, `local_rows` is the whole batch.
+  Every process passes the rows its devices hold under `rollout_batch_shardings` (host arrays, ascending: what
+  `sharding.process_rows` reads; with the usual meshes, one consecutive block per process, in process order); the
+  global batch is their concatenation. With one process, `local_rows` is the whole batch.
   """
   shardings = rollout_batch_shardings(mesh, with_ref_logp=local_rows.ref_logp is not None)
   return jax.tree.map(lambda s, x: jax.make_array_from_process_local_data(s, np.asarray(x)), shardings,

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from darling_jax.models.decoder import DecoderLM
 from darling_jax.models.kv_cache import KVCache
@@ -78,24 +79,32 @@ def pad_prompts(prompt_ids, pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
   return tokens, mask
 
 
-PREFILL_JIT = dict(static_argnames=("graphdef", "num_samples", "max_new_tokens"))
+PREFILL_JIT = dict(static_argnames=("graphdef", "num_samples", "max_new_tokens", "rows_sharding"))
 DECODE_JIT = dict(static_argnames=("graphdef", "max_new_tokens", "temperature", "top_p", "top_k", "eos_ids", "pad_id"),
                   donate_argnames=("cache",))
 
 
 @functools.partial(jax.jit, **PREFILL_JIT)
-def prefill(graphdef, state, prompt_tokens, prompt_mask, *, num_samples: int, max_new_tokens: int):
+def prefill(graphdef, state, prompt_tokens, prompt_mask, *, num_samples: int, max_new_tokens: int,
+            rows_sharding: jax.sharding.NamedSharding | None = None):
   """Runs the prompts `[B, P]` once.
 
   Returns (the prompts' cache, B rows of P slots; an empty cache for the `B*G` samples' own `max_new_tokens`
-  tokens; the last position's logits float32 `[B*G, V]`, row `i*G + j` a copy of prompt i's).
+  tokens; the last position's logits float32 `[B*G, V]`, row `i*G + j` a copy of prompt i's). With
+  `rows_sharding` (the prompts' sharding, rows over some mesh axes), the caches and logits are constrained to
+  the same row split: the samples' cache is created here, and without the constraint XLA may replicate it on
+  every device (at 2,048 rows × 8,192 tokens of a 4B model that is 2.4 TB per device instead of 1/8 of it).
   """
   model: DecoderLM = nnx.merge(graphdef, state)
   batch, width = prompt_tokens.shape
   logits, prompt_cache = model.forward_with_cache(prompt_tokens, KVCache.init(model.config, batch, width),
                                                   prompt_mask)
   sample_cache = KVCache.init(model.config, batch * num_samples, max_new_tokens)
-  return prompt_cache, sample_cache, jnp.repeat(logits[:, -1], num_samples, axis=0)
+  outputs = prompt_cache, sample_cache, jnp.repeat(logits[:, -1], num_samples, axis=0)
+  if rows_sharding is not None:
+    rows = lambda x: NamedSharding(rows_sharding.mesh, P(rows_sharding.spec[0], *([None] * (x.ndim - 1))))  # noqa: E731
+    outputs = jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, rows(x)) if x.ndim else x, outputs)
+  return outputs
 
 
 @functools.partial(jax.jit, **DECODE_JIT)
@@ -112,6 +121,8 @@ def decode(graphdef, state, prompt_cache: KVCache, cache: KVCache, first_logits,
 
   # Step s draws its R uniforms with key `fold_in(rng, s)`; all N steps' draws are made here, in one vectorised
   # call, rather than in the loop (on CPU the threefry hash is a loop of its own: 90 of a step's 220 XLA ops).
+  # Row r's draws depend on (rng, s, R, r) only, not on how the rows are sharded: a sample split over several
+  # processes gives each prompt the same stream as one process sampling the whole batch.
   step_keys = jax.vmap(lambda step: jax.random.fold_in(rng, step))(jnp.arange(max_new_tokens))
   uniforms = jax.vmap(lambda key: jax.random.uniform(key, (rows,), jnp.float32))(step_keys)  # [N, R]
 
@@ -168,7 +179,9 @@ def generate(model: DecoderLM, prompt_ids, *, num_samples: int, max_new_tokens: 
     top_p, top_k: nucleus / top-k truncation for sampling (logprobs are not renormalised).
     pad_id: written after EOS (default: the first EOS id). May equal an EOS id; use `mask`, not `!= pad`.
     batch_sharding: a sharding for `[B, P]` prompt arrays (e.g. `sharding.batch_sharding(mesh, 2)`); with it
-      the whole generation runs batch-sharded.
+      the whole generation runs batch-sharded and the `[B*G, N]` outputs come back in it too (prompt i's G rows
+      on the devices of prompt i). On a mesh over several processes every process passes the same prompts (the
+      global batch) and the same key: the sample is one SPMD computation over all of them.
 
   Returns:
     SampleOutput with tokens / mask / logprobs of shape `[B*G, N]`.
@@ -196,10 +209,14 @@ def generate(model: DecoderLM, prompt_ids, *, num_samples: int, max_new_tokens: 
     tokens, mask = jax.device_put((tokens, mask), batch_sharding)
   graphdef, state = nnx.split(model)
   prompt_cache, cache, first_logits = prefill(graphdef, state, tokens, mask, num_samples=num_samples,
-                                               max_new_tokens=max_new_tokens)
+                                               max_new_tokens=max_new_tokens,
+                                               rows_sharding=batch_sharding if isinstance(batch_sharding, NamedSharding)
+                                               else None)
   out_tokens, out_mask, logprobs, _ = decode(
       graphdef, state, prompt_cache, cache, first_logits, rng, max_new_tokens=max_new_tokens,
       temperature=float(temperature), top_p=float(top_p), top_k=int(top_k), eos_ids=eos_ids,
       pad_id=eos_ids[0] if pad_id is None else int(pad_id))
+  if batch_sharding is not None:  # e.g. rows over `data` only after GSPMD's propagation: as the prompts' rows
+    out_tokens, out_mask, logprobs = jax.device_put((out_tokens, out_mask, logprobs), batch_sharding)
   return SampleOutput(tokens=out_tokens, mask=out_mask, logprobs=logprobs, prompt_tokens=jnp.asarray(tokens),
                       prompt_mask=jnp.asarray(mask))
