@@ -35,5 +35,8 @@ setup(
         # torch is pinned: a plain `torch` resolves to a multi-GB CUDA build on this machine.
         # accelerate: transformers' GGUF loading in the parity tests; hypothesis: property tests of the tasks.
         "test": ["pytest>=8", "pytest-xdist", "hypothesis>=6.100", "torch==2.13.0", "accelerate"],
+        # `python -m darling_jax.plan --topology v5p:...`: libtpu (resolved together with jax) compiles for TPU
+        # chips on any host; never needed to train.
+        "tpu-plan": ["jax[tpu]"],
     },
 )

@@ -43,7 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.rl = ml_collections.ConfigDict(dict(
       steps=3120, prompts_per_step=32, group_size=8, max_new_tokens=1024, temperature=1.0, top_p=1.0,
       diversity_source="classifier", reward_mode="multiplicative", add_bias=False, diversity_weight=1.0,
-      diversity_floor=0.1, normalize_std=False, ngram_n=4, ngram_unit="word"))
+      diversity_floor=0.1, normalize_std=False, ngram_n=4, ngram_unit="word", prompts_per_sample_call=0))
   config.grpo = ml_collections.ConfigDict(dict(
       learning_rate=1e-6, weight_decay=0.01, max_grad_norm=1.0, schedule="constant", warmup_steps=0,
       num_minibatches=1, microbatch_size=8, clip_low=0.2, clip_high=0.2, dual_clip=3.0, kl_coef=0.001,

@@ -120,6 +120,9 @@ def parse_config(config: ml_collections.ConfigDict) -> RunSettings:
   for name in ("steps", "prompts_per_step"):
     if int(config.rl[name]) < 1:
       raise ValueError(f"rl.{name} must be >= 1, got {config.rl[name]}")
+  if step.prompts_per_sample_call and int(config.rl.prompts_per_step) % step.prompts_per_sample_call:
+    raise ValueError(f"rl.prompts_per_sample_call={step.prompts_per_sample_call} does not divide "
+                     f"rl.prompts_per_step={config.rl.prompts_per_step}")
   if update.kl_coef > 0 and not policy.checkpoint and not task.warm_start_enabled():
     raise ValueError(f"grpo.kl_coef={update.kl_coef} > 0 needs a reference policy, but the policy starts from a "
                      f"random initialisation: set policy.checkpoint, or use a task warm start")

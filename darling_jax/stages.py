@@ -86,6 +86,8 @@ class ClassifierSettings:
     rows_per_call: pairs per jitted classifier call.
     short_answer_max_words: the official short-answer rule (responses of at most this many words are compared by
       word overlap, never by the model); None turns it off.
+    dtype: a cross-encoder's compute and parameter dtype, "float32" or "bfloat16" (a 4B decoder classifier takes
+      16 GB in float32).
   """
 
   path: str = ""
@@ -98,8 +100,11 @@ class ClassifierSettings:
   encoder: str = ""
   kind: str = "bi_encoder"
   train: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  dtype: str = "float32"
 
   def __post_init__(self):
+    if self.dtype not in DTYPES:
+      raise ValueError(f"classifier.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
     if self.kind not in CLASSIFIER_KINDS:
       raise ValueError(f"classifier.kind must be one of {CLASSIFIER_KINDS}, got {self.kind!r}")
     unknown = sorted(set(self.train) - set(BI_ENCODER_TRAIN_KEYS))
@@ -271,7 +276,8 @@ def classifier_stage(directory: pathlib.Path, settings: ClassifierSettings, task
   equivalence = load_equivalence_classifier(directory, threshold=float(threshold), max_length=int(max_length),
                                             both_orders=settings.both_orders,
                                             short_answer_max_words=settings.short_answer_max_words,
-                                            rows_per_call=settings.rows_per_call)
+                                            rows_per_call=settings.rows_per_call,
+                                            dtype=None if settings.dtype == "float32" else DTYPES[settings.dtype])
   return equivalence, {"source": str(directory), "kind": equivalence.kind,
                        "threshold": float(threshold), "max_length": int(max_length),
                        **{k: v for k, v in info.items()

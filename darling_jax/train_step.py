@@ -67,6 +67,10 @@ class StepConfig:
     normalize_std: divide advantages by the group std (GRPO: True; DARLING: False).
     ngram_n: n of the "ngram" source.
     ngram_unit: units of the "ngram" source's n-grams, "word" or "char" (`ngram_diversity`).
+    prompts_per_sample_call: prompts per sampler call (0: the whole step's prompts in one call). Sampling holds
+      a KV cache for every row of a call: at the paper's 256 prompts × 8 samples × 8,192 tokens of a 4B model
+      that is 2.4 TB, so long responses are sampled in calls of fewer prompts (`python -m darling_jax.plan`
+      shows what fits). Must divide the prompts per step.
   """
 
   group_size: int = 8
@@ -81,6 +85,7 @@ class StepConfig:
   normalize_std: bool = False
   ngram_n: int = 4
   ngram_unit: str = "word"
+  prompts_per_sample_call: int = 0
 
   def __post_init__(self):
     check_fields(self, "rl", (
@@ -95,6 +100,7 @@ class StepConfig:
         ("diversity_floor", 0 <= self.diversity_floor <= 1, "in [0, 1]"),
         ("ngram_n", self.ngram_n >= 1, ">= 1"),
         ("ngram_unit", self.ngram_unit in NGRAM_UNITS, f"one of {NGRAM_UNITS}"),
+        ("prompts_per_sample_call", self.prompts_per_sample_call >= 0, ">= 0 (0: all prompts in one call)"),
     ))
 
 
@@ -220,6 +226,32 @@ class TrainStep:
                            f"its prompts {prompts.tolist()}: the sample is not sharded like its prompts")
     return SampleOutput(**{name: values for name, (_, values) in rows.items()}), prompts
 
+  def sample_own_groups(self, params: nnx.State, batch: dict[str, Any], rng: jax.Array
+                        ) -> tuple[SampleOutput, np.ndarray]:
+    """`process_sample` of the step's rollouts: this process's groups (host arrays) and their prompts' batch
+    indices, sampled in calls of `prompts_per_sample_call` prompts (call c with key `fold_in(rng, c)`; a single
+    call uses `rng` itself). Prompts of different calls are left-padded to the widest call's width."""
+    c = self.config
+    num_prompts = len(batch["prompt"])
+    per_call = c.prompts_per_sample_call or num_prompts
+    if num_prompts % per_call:
+      raise ValueError(f"rl.prompts_per_sample_call={per_call} does not divide the step's {num_prompts} prompts")
+    parts = []
+    for call, start in enumerate(range(0, num_prompts, per_call)):
+      chunk = batch if per_call == num_prompts else select_prompts(batch, np.arange(start, start + per_call))
+      key = rng if per_call == num_prompts else jax.random.fold_in(rng, call)
+      local, prompts = self.process_sample(self.sample(params, chunk, key, num_samples=c.group_size,
+                                                       temperature=c.temperature, top_p=c.top_p))
+      parts.append((local, prompts + start))
+    if len(parts) == 1:
+      return parts[0]
+    width = max(part.prompt_tokens.shape[1] for part, _ in parts)
+    left_pad = lambda x: np.pad(x, ((0, 0), (width - x.shape[1], 0)))  # noqa: E731  prompts are left-padded
+    merged = {field.name: np.concatenate([
+        left_pad(getattr(part, field.name)) if field.name.startswith("prompt") else getattr(part, field.name)
+        for part, _ in parts]) for field in dataclasses.fields(SampleOutput)}
+    return SampleOutput(**merged), np.concatenate([prompts for _, prompts in parts])
+
   def score(self, batch: dict[str, Any], texts: Sequence[Sequence[str]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """`(quality f32 [B, G], per-function values)` of responses to `batch` (the run's reward functions)."""
     return self.quality(self.task.prompts(batch), texts, self.task.reward_columns(batch))
@@ -238,9 +270,7 @@ class TrainStep:
     c = self.config
     timings = {}
     started = time.perf_counter()
-    sample = self.sample(state.params, batch, jax.random.fold_in(state.rng, step), num_samples=c.group_size,
-                         temperature=c.temperature, top_p=c.top_p)
-    sample, prompts = self.process_sample(sample)
+    sample, prompts = self.sample_own_groups(state.params, batch, jax.random.fold_in(state.rng, step))
     timings["sample"] = time.perf_counter() - started
 
     started = time.perf_counter()

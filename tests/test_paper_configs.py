@@ -21,7 +21,8 @@ def write_jsonl(path: pathlib.Path, rows) -> str:
 
 
 def shrink(config, tmp_path):
-  config.rl.update(steps=1, prompts_per_step=4, group_size=8, max_new_tokens=8)
+  config.rl.update(steps=1, prompts_per_step=4, group_size=8, max_new_tokens=8,
+                   prompts_per_sample_call=2 if config.rl.prompts_per_sample_call else 0)
   config.eval.update(num_problems=2, num_samples=4, prompts_per_batch=2)
   config.classifier.path = classifier_directory(tmp_path / "classifier")
   config.classifier.max_length = 64

@@ -71,6 +71,10 @@ def test_config_errors_name_the_key(tmp_path):
   config.rl.group_size = 1
   with pytest.raises(ValueError, match="rl.group_size"):
     train.parse_config(config)
+  config = load_config(DEFAULT)
+  config.rl.prompts_per_sample_call = config.rl.prompts_per_step + 1
+  with pytest.raises(ValueError, match="rl.prompts_per_sample_call=.* does not divide rl.prompts_per_step"):
+    train.parse_config(config)
   blocker = tmp_path / "a_file"
   blocker.write_text("not a directory")
   with pytest.raises(PermissionError, match="a_file"):

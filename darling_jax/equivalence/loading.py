@@ -32,7 +32,7 @@ def saved_settings(path: str | os.PathLike) -> dict[str, Any]:
 def load_equivalence_classifier(path: str | os.PathLike, *, threshold: float | None = SAVED,
                                 max_length: int | None = SAVED, both_orders: bool = SAVED,
                                 short_answer_max_words: int | None = SAVED, rows_per_call: int = SAVED,
-                                sharding=None) -> EquivalenceClassifier:
+                                sharding=None, dtype=None) -> EquivalenceClassifier:
   """The classifier saved at `path`; each argument left at `SAVED` (or None, except short_answer_max_words)
   keeps the directory's setting, else the class default.
 
@@ -42,6 +42,8 @@ def load_equivalence_classifier(path: str | os.PathLike, *, threshold: float | N
     both_orders: cross-encoder only: average over (a, b) and (b, a) (default True).
     short_answer_max_words: the short-answer rule's limit; None turns it off.
     rows_per_call, sharding: batching of the jitted calls.
+    dtype: cross-encoder only: the compute and parameter dtype (None: float32), e.g. `jnp.bfloat16` for a
+      decoder classifier of billions of parameters (the paper's Qwen3-4B math classifier).
 
   Raises:
     FileNotFoundError: `path` is not a directory.
@@ -67,7 +69,8 @@ def load_equivalence_classifier(path: str | os.PathLike, *, threshold: float | N
     return load_bi_encoder(path, max_tokens=int(chosen(max_length, "max_tokens", 256)), **common)
   from darling_jax.equivalence.pairwise import CrossEncoderClassifier
   from darling_jax.models import load_pretrained
-  return CrossEncoderClassifier(load_pretrained(str(path)), load_tokenizer(str(path)),
+  model = load_pretrained(str(path)) if dtype is None else load_pretrained(str(path), dtype=dtype)
+  return CrossEncoderClassifier(model, load_tokenizer(str(path)),
                                 max_length=int(chosen(max_length, "max_length", DEFAULT_MAX_LENGTH)),
                                 both_orders=bool(chosen(both_orders, "both_orders", True)), **common)
 

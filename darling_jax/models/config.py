@@ -61,7 +61,7 @@ class DecoderConfig:
   dtype: Any = jnp.float32
   remat: bool = False
   bos_token_id: int | None = None
-  eos_token_id: int | list[int] | None = None
+  eos_token_id: int | tuple[int, ...] | None = None
   pad_token_id: int | None = None
 
   def __post_init__(self):
@@ -75,6 +75,8 @@ class DecoderConfig:
       raise ValueError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}")
     if self.rope.rope_type not in ("default", "llama3"):
       raise ValueError(f"rope type {self.rope.rope_type!r} is not supported; expected 'default' or 'llama3'")
+    if isinstance(self.eos_token_id, list):  # config.json lists (Llama 3.1's three EOS ids): hashable, for jit
+      object.__setattr__(self, "eos_token_id", tuple(self.eos_token_id))
     object.__setattr__(self, "param_dtype", dtype_from_name(self.param_dtype))
     object.__setattr__(self, "dtype", dtype_from_name(self.dtype))
 
@@ -165,7 +167,7 @@ class DecoderConfig:
         "torch_dtype": jnp.dtype(self.param_dtype).name,
         "dtype": jnp.dtype(self.param_dtype).name,
         "bos_token_id": self.bos_token_id,
-        "eos_token_id": self.eos_token_id,
+        "eos_token_id": list(self.eos_token_id) if isinstance(self.eos_token_id, tuple) else self.eos_token_id,
         "pad_token_id": self.pad_token_id,
     }
     if self.model_type == "llama":

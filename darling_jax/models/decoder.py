@@ -74,7 +74,7 @@ class DecoderLM(nnx.Module):
     return hidden
 
   def forward_with_cache(self, input_ids: jax.Array, cache: KVCache, attention_mask: jax.Array | None = None,
-                         prefix: KVCache | None = None) -> tuple[jax.Array, KVCache]:
+                         prefix: KVCache | None = None, last_logits_only: bool = False) -> tuple[jax.Array, KVCache]:
     """Appends `input_ids` (int32 `[B, T]`) at slots `[cache.end_index, cache.end_index + T)`.
 
     Args:
@@ -84,9 +84,11 @@ class DecoderLM(nnx.Module):
       prefix: None, or a cache of `Bp` rows (B a multiple of Bp) whose tokens come before all of `cache`'s:
         row r continues prefix row `r // (B / Bp)`, which it reads but does not copy (a prompt's cache for its
         samples). The prefix is not changed.
+      last_logits_only: the LM head on the last position only (a prefill needs no other logits: `[B, T, V]`
+        float32 is 20 GB for 32 prompts of 1,024 tokens at a 151k vocabulary).
 
     Returns:
-      float32 logits `[B, T, V]` and the updated cache. Positions continue from each row's count of cached real
+      float32 logits `[B, T, V]` (`[B, 1, V]` with `last_logits_only`) and the updated cache. Positions continue from each row's count of cached real
       tokens (its prefix row's included).
     """
     if attention_mask is None:
@@ -104,7 +106,7 @@ class DecoderLM(nnx.Module):
     hidden, new_kv = self._run_layers(input_ids, positions, valid, query_slots, cache, cache.end_index, prefix)
     new_cache = KVCache(k=tuple(k for k, _ in new_kv), v=tuple(v for _, v in new_kv), valid=valid,
                         end_index=cache.end_index + t)
-    return self.logits(hidden), new_cache
+    return self.logits(hidden[:, -1:] if last_logits_only else hidden), new_cache
 
   def _run_layers(self, input_ids, positions, key_mask, query_slots, cache, write_index, prefix=None):
     c = self.config

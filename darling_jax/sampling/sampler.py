@@ -98,7 +98,7 @@ def prefill(graphdef, state, prompt_tokens, prompt_mask, *, num_samples: int, ma
   model: DecoderLM = nnx.merge(graphdef, state)
   batch, width = prompt_tokens.shape
   logits, prompt_cache = model.forward_with_cache(prompt_tokens, KVCache.init(model.config, batch, width),
-                                                  prompt_mask)
+                                                  prompt_mask, last_logits_only=True)
   sample_cache = KVCache.init(model.config, batch * num_samples, max_new_tokens)
   outputs = prompt_cache, sample_cache, jnp.repeat(logits[:, -1], num_samples, axis=0)
   if rows_sharding is not None:

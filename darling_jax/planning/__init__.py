@@ -1,0 +1,1 @@
+"""Ahead-of-time planning of a run: its jitted stages compiled for a device topology (`darling_jax.plan`)."""
