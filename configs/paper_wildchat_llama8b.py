@@ -5,17 +5,19 @@ NoveltyBench pair classifier, k3 KL 0.001 to the starting policy, one on-policy 
 
   python -m darling_jax.train --config configs/paper_wildchat_llama8b.py --workdir /ckpt/darling_wildchat \\
       --config.policy.checkpoint=/models/Llama-3.1-8B-Instruct \\
-      --config.quality.reward_model=/models/reward_model \\
+      --config.quality.reward_model=/models/Athene-RM-8B \\
       --config.classifier.path=/models/similarity-classifier-f168-hf \\
       --config.task.train_file=/data/wildchat10k.jsonl
 
 Paths are config values (nothing is downloaded): the policy's HF directory; a one-label decoder
 `*ForSequenceClassification` reward model (`darling_jax.quality.RewardModel`; the paper's Athene-RM-8B is a Llama
-model with a one-value head); the NoveltyBench pair classifier (`dogtooth/similarity-classifier-f168-hf`, a
+model with a one-value head, published with its own modelling code: saved as a `LlamaForSequenceClassification`
+with its value head as `score`, it loads here); the NoveltyBench pair classifier (`dogtooth/similarity-classifier-f168-hf`, a
 ModernBERT cross-encoder, threshold 0.32 as the official code); a prompt JSONL (training) and NoveltyBench's
 curated prompts (evaluation: distinct@8 and utility@8). Precision, remat, chunked log-probs and mesh as
 `paper_math_qwen3_4b.py`. Ten epochs of 312 steps (⌊10,000 / 32⌋) are 3,120 steps. Not in this config: the
-paper's 512-token prompt cap.
+paper's 512-token prompt cap. `python -m darling_jax.plan --config configs/paper_wildchat_llama8b.py --topology
+v5p:2x2x2 --prompt_len 512` shows what each device holds (README: "Will it fit?").
 """
 
 import pathlib
@@ -35,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.policy = ml_collections.ConfigDict(dict(checkpoint="/models/Llama-3.1-8B-Instruct", dtype="bfloat16",
                                                  param_dtype="float32", remat=True))
   config.quality = ml_collections.ConfigDict(dict(
-      functions=("reward_model",), weights=(1.0,), reward_model="/models/reward_model",
+      functions=("reward_model",), weights=(1.0,), reward_model="/models/Athene-RM-8B",
       reward_model_max_length=1536, reward_model_batch_size=16))
   config.classifier = ml_collections.ConfigDict(dict(
       path="/models/similarity-classifier-f168-hf", threshold=0.32, max_length=2051, both_orders=False,

@@ -25,13 +25,20 @@ Update (`grpo_update`: one optimizer step, AdamW, token-mean PPO-clip loss, no K
 bfloat16 compute, chunked LM head for the 151k vocabulary): model FLOPs as in `darling_jax.bench.update`
 (6 × matmul weights × tokens + LM head on response tokens + attention), MFU = model FLOPs / time / peak.
 
-One JSON line per measurement goes to stdout and to `--out`.
+One JSON line per measurement goes to stdout and to `--out`. With `--profile`, one more call of each measured
+function runs under `jax.profiler.trace` and a `profile` line gives the device's busiest kernels (summed kernel
+time by name, from the Perfetto trace's `/device:GPU:*` tracks) against the call's wall time.
 """
 
 from __future__ import annotations
 
+import collections
+import glob
+import gzip
 import json
+import os
 import platform
+import tempfile
 import time
 import traceback
 
@@ -53,6 +60,7 @@ _HF_PEER = flags.DEFINE_bool("hf_peer", False, "Also time transformers' generate
 _NEW_TOKENS = flags.DEFINE_integer("new_tokens", 256, "Decoded tokens per row.")
 _PEAK = flags.DEFINE_float("peak_tflops", 989.0, "Datasheet dense bf16 TFLOP/s that MFU is quoted against.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repeats (best reported).")
+_PROFILE = flags.DEFINE_bool("profile", False, "Also profile one call of each measured function (device kernels).")
 
 HF_SHAPES = {
     "smollm2": dict(model_type="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536,
@@ -82,6 +90,37 @@ def best_seconds(fn, repeats: int) -> float:
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - start)
   return min(times)
+
+
+def device_kernel_times(trace_dir: str, top: int = 25) -> dict:
+  """The busiest device kernels of the Perfetto trace under `trace_dir`: `{"kernels": [[name, total ms, calls],
+  ...], "device_ms": all kernels' total, "tracks": the trace's process names}` (device tracks: `/device:GPU:*`
+  or `/device:TPU:*`)."""
+  paths = glob.glob(os.path.join(trace_dir, "plugins", "profile", "*", "perfetto_trace.json.gz"))
+  if not paths:
+    return {"error": f"no perfetto_trace.json.gz under {trace_dir}"}
+  with gzip.open(max(paths, key=os.path.getmtime)) as f:
+    events = json.load(f)["traceEvents"]
+  tracks = {e["pid"]: e["args"]["name"] for e in events if e.get("ph") == "M" and e.get("name") == "process_name"}
+  device = {pid for pid, name in tracks.items() if name.startswith(("/device:GPU", "/device:TPU"))}
+  totals, calls = collections.Counter(), collections.Counter()
+  for e in events:
+    if e.get("ph") == "X" and e.get("pid") in device:
+      name = e.get("args", {}).get("hlo_op") or e["name"]
+      totals[name] += e.get("dur", 0.0) / 1e3
+      calls[name] += 1
+  return {"kernels": [[name[:120], round(ms, 3), calls[name]] for name, ms in totals.most_common(top)],
+          "device_ms": round(sum(totals.values()), 3), "tracks": sorted(set(tracks.values()))}
+
+
+def profile_call(name: str, call) -> dict:
+  """One `call()` under `jax.profiler.trace`: its wall ms and `device_kernel_times`."""
+  with tempfile.TemporaryDirectory() as trace_dir:
+    start = time.perf_counter()
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+      jax.block_until_ready(call())
+    wall_ms = 1e3 * (time.perf_counter() - start)
+    return dict(kind="profile", of=name, wall_ms=round(wall_ms, 3), **device_kernel_times(trace_dir))
 
 
 def ceilings(small: bool) -> dict:
@@ -132,6 +171,11 @@ def run_decode(name: str, small: bool, new_tokens: int, hbm_gbs: float, repeats:
   decode_seconds()
   compile_s = time.perf_counter() - start
   seconds = min(decode_seconds() for _ in range(repeats))
+  if _PROFILE.value:
+    prompt_cache, cache, logits = jax.block_until_ready(
+        prefill(graphdef, state, tokens, mask, num_samples=DECODE_SAMPLES, max_new_tokens=new_tokens))
+    emit(profile_call(f"decode {name}", lambda: decode(graphdef, state, prompt_cache, cache, logits,
+                                                         jax.random.key(1), **kw)[:3]))
   steps = new_tokens - 1  # token 0 comes from the prefill's logits
   weight_bytes = config.num_params * 2
   kv = kv_bytes_per_token(config)
@@ -205,6 +249,14 @@ def run_update(name: str, small: bool, repeats: int, peak_tflops: float, matmul_
     state, metrics = jax.block_until_ready(compiled(state, batch))
     times.append(time.perf_counter() - start)
   best = min(times)
+  if _PROFILE.value:
+    holder = {"state": state}
+
+    def one_update():
+      holder["state"], out = compiled(holder["state"], batch)
+      return out
+    emit(profile_call(f"update {name}", one_update))
+    state = holder["state"]
   flops, _ = update_flops(config, batch_shape.rows, batch_shape.prompt_len, batch_shape.response_len)
   tokens = batch_shape.rows * (batch_shape.prompt_len + batch_shape.response_len)
   record = dict(kind="update", shape=name, params_m=round(config.num_params / 1e6, 1), rows=batch_shape.rows,
