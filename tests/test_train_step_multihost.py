@@ -9,46 +9,23 @@ The workers are `tests/train_step_multihost_worker.py` subprocesses; the single-
 """
 
 import json
-import os
-import subprocess
-import sys
-import time
 
 import numpy as np
-import pytest
 
 from tests import train_step_multihost_worker as worker
-from tests.grpo.test_multihost import _free_port, _has_cpu_collectives, _wait
+from tests.multihost import run_workers
 
 NUM_PROCESSES = 2
 TIMEOUT_S = 360  # generous: on 2 loaded cores, imports + compiles + gloo steps of three processes
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_two_processes_run_the_steps_of_one_process(tmp_path):
-  if not _has_cpu_collectives():
-    pytest.skip("this jaxlib has no gloo CPU collectives (jax_cpu_collectives_implementation='gloo')")
   prefix = tmp_path / "train_step"
-  coordinator = f"localhost:{_free_port()}"
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
-  env.pop("XLA_FLAGS", None)  # the worker sets its own CPU device count
-  deadline = time.monotonic() + TIMEOUT_S
-  workers, logs = [], []
-  try:
-    for i in range(NUM_PROCESSES):
-      logs.append(tmp_path / f"worker{i}.log")
-      with open(logs[-1], "w") as log:
-        workers.append(subprocess.Popen(
-            [sys.executable, "-m", "tests.train_step_multihost_worker", "--process_id", str(i),
-             "--num_processes", str(NUM_PROCESSES), "--coordinator", coordinator, "--out", str(prefix)],
-            cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
-    ref_params, ref = worker.run()  # this process: 8 devices, every prompt, same mesh and steps
-    _wait(workers, logs, deadline)
-  finally:
-    for w in workers:
-      if w.poll() is None:
-        w.kill()
-        w.wait()
+  command = lambda i, coordinator: ["-m", "tests.train_step_multihost_worker", "--process_id", str(i),  # noqa: E731
+                                    "--num_processes", str(NUM_PROCESSES), "--coordinator", coordinator,
+                                    "--out", str(prefix)]
+  # the reference: this process, 8 devices, every prompt, same mesh and steps
+  ref_params, ref = run_workers(command, NUM_PROCESSES, tmp_path, timeout_s=TIMEOUT_S, reference=worker.run)
 
   got = [json.loads((tmp_path / f"train_step.{i}.json").read_text()) for i in range(NUM_PROCESSES)]
   got_params = [dict(np.load(tmp_path / f"train_step.{i}.npz")) for i in range(NUM_PROCESSES)]

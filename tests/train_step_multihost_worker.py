@@ -18,7 +18,6 @@ module configures nothing at import time.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -39,6 +38,7 @@ from darling_jax.tasks.base import Task
 from darling_jax.tasks.countdown.tokenizer import countdown_tokenizer, countdown_vocab
 from darling_jax.train_step import StepConfig, TrainStep
 from tests.grpo.multihost_worker import flat_params
+from tests.multihost import start_jax, worker_arguments
 
 _START = time.monotonic()  # for the progress log
 NUM_GLOBAL_DEVICES = 8
@@ -181,33 +181,10 @@ def run() -> tuple[dict[str, np.ndarray], dict]:
   return flat_params(gathered), record
 
 
-def _parse_args(argv):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--process_id", type=int, default=0)
-  parser.add_argument("--num_processes", type=int, default=1)
-  parser.add_argument("--coordinator", help="host:port of process 0")
-  parser.add_argument("--out", required=True, help="prefix of this process's PREFIX.I.npz and PREFIX.I.json")
-  parser.add_argument("--initialization_timeout", type=int, default=120, help="seconds to wait for the others")
-  args = parser.parse_args(argv)
-  if NUM_GLOBAL_DEVICES % args.num_processes:
-    parser.error(f"--num_processes must divide {NUM_GLOBAL_DEVICES}")
-  if args.num_processes > 1 and not args.coordinator:
-    parser.error("--coordinator is required with more than one process")
-  if not 0 <= args.process_id < args.num_processes:
-    parser.error(f"--process_id must be in [0, {args.num_processes})")
-  return args
-
-
 def main(argv=None):
-  args = _parse_args(argv)
-  # Before any backend starts. The same numerics settings as tests/conftest.py (the reference run's process).
-  jax.config.update("jax_num_cpu_devices", NUM_GLOBAL_DEVICES // args.num_processes)
-  jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.config.update("jax_default_matmul_precision", "highest")
-  jax.config.update("jax_disable_most_optimizations", True)
-  if args.num_processes > 1:
-    jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
-                               process_id=args.process_id, initialization_timeout=args.initialization_timeout)
+  args = worker_arguments(argv, description=__doc__.split("\n\n")[0], num_global_devices=NUM_GLOBAL_DEVICES,
+                          out_help="prefix of this process's PREFIX.I.npz and PREFIX.I.json", out_required=True)
+  start_jax(args, NUM_GLOBAL_DEVICES)
   _log(f"started: {jax.process_count()} process(es), {jax.device_count()} devices")
   params, record = run()
   np.savez(f"{args.out}.{args.process_id}.npz", **params)

@@ -163,6 +163,23 @@ def _gib(value: float) -> str:
   return f"{value / GIB:.2f}"
 
 
+TABLE_HEADER = ("| config | topology | chips × HBM | mesh (data, fsdp, tensor) | resident: weights, AdamW, RM, "
+                "classifier | KV cache | update activations | peak (stage) | fits | model PFLOP / step |\n"
+                "|---|---|---|---|---|---|---|---|---|---|")
+
+
+def table_row(plan: dict) -> str:
+  """One markdown row of `TABLE_HEADER` (GiB per device)."""
+  capacity = plan["hbm_bytes"]
+  resident = sum(plan["resident_bytes"].values())
+  fits = "?" if capacity is None else ("**yes**" if plan["fits"] else "no")
+  return (f"| {plan['config']} | {plan['topology']} | {plan['devices']} × "
+          f"{'?' if capacity is None else _gib(capacity)} | {', '.join(map(str, plan['mesh'].values()))} | "
+          f"{_gib(resident)} | {_gib(plan['kv_cache_bytes'])} | {_gib(plan['update_temporaries'])} | "
+          f"{_gib(plan['peak_bytes'])} ({plan['peak_stage']}) | {fits} | "
+          f"{sum(plan['model_flops_per_step'].values()) / 1e15:,.0f} |")
+
+
 def format_plan(plan: dict) -> str:
   mesh = ", ".join(f"{k}={v}" for k, v in plan["mesh"].items())
   lines = [f"plan of {plan['config']} on {plan['topology']}: {plan['devices']} × {plan['device_kind']}, mesh {mesh}",
@@ -188,4 +205,5 @@ def format_plan(plan: dict) -> str:
   lines.append(f"peak per device: {_gib(plan['peak_bytes'])} GiB (resident + {plan['peak_stage']}): {verdict}")
   lines += [f"note: {n}" for n in plan["notes"]]
   lines.append("compile seconds: " + ", ".join(f"{k} {v}" for k, v in plan["compile_seconds"].items()))
+  lines += ["", TABLE_HEADER, table_row(plan)]
   return "\n".join(lines)

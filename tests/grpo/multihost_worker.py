@@ -1,6 +1,6 @@
 """One process of the multi-host GRPO update test (`tests/grpo/test_multihost.py`).
 
-  python tests/grpo/multihost_worker.py --process_id I --num_processes 2 --coordinator localhost:PORT --out FILE
+  python -m tests.grpo.multihost_worker --process_id I --num_processes 2 --coordinator localhost:PORT --out FILE
 
 Every process sets up `8 / num_processes` CPU devices (4 each for 2 processes) with gloo CPU collectives, joins
 `jax.distributed` (when there is more than one process), builds the same tiny model and the same rollout
@@ -16,8 +16,6 @@ this module configures nothing at import time.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
 
@@ -37,6 +35,7 @@ from darling_jax.grpo.update import (
     train_state_shardings,
 )
 from darling_jax.models import DecoderConfig, init_model
+from tests.multihost import start_jax, worker_arguments
 
 _START = time.monotonic()  # for the progress log
 NUM_GLOBAL_DEVICES = 8
@@ -149,34 +148,11 @@ def run() -> dict[str, np.ndarray]:
               mesh_process_index=np.vectorize(lambda d: d.process_index)(mesh.devices).astype(np.int32))
 
 
-def _parse_args(argv):
-  env = os.environ.get
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--process_id", type=int, default=int(env("MULTIHOST_PROCESS_ID", "0")))
-  parser.add_argument("--num_processes", type=int, default=int(env("MULTIHOST_NUM_PROCESSES", "1")))
-  parser.add_argument("--coordinator", default=env("MULTIHOST_COORDINATOR"), help="host:port of process 0")
-  parser.add_argument("--out", default=env("MULTIHOST_OUT"), help="np.savez file written by process 0")
-  parser.add_argument("--initialization_timeout", type=int, default=120, help="seconds to wait for the others")
-  args = parser.parse_args(argv)
-  if NUM_GLOBAL_DEVICES % args.num_processes:
-    parser.error(f"--num_processes must divide {NUM_GLOBAL_DEVICES}")
-  if args.num_processes > 1 and not args.coordinator:
-    parser.error("--coordinator is required with more than one process")
-  if not 0 <= args.process_id < args.num_processes:
-    parser.error(f"--process_id must be in [0, {args.num_processes})")
-  return args
-
-
 def main(argv=None):
-  args = _parse_args(argv)
-  # Before any backend starts. The same numerics settings as tests/conftest.py (the reference run's process).
-  jax.config.update("jax_num_cpu_devices", NUM_GLOBAL_DEVICES // args.num_processes)
-  jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.config.update("jax_default_matmul_precision", "highest")
-  jax.config.update("jax_disable_most_optimizations", True)
-  if args.num_processes > 1:
-    jax.distributed.initialize(coordinator_address=args.coordinator, num_processes=args.num_processes,
-                               process_id=args.process_id, initialization_timeout=args.initialization_timeout)
+  args = worker_arguments(argv, description=__doc__.split("\n\n")[0], num_global_devices=NUM_GLOBAL_DEVICES,
+                          out_help="np.savez file written by process 0", out_required=False,
+                          environment_prefix="MULTIHOST")
+  start_jax(args, NUM_GLOBAL_DEVICES)
   _log(f"started: {jax.process_count()} process(es), {jax.device_count()} devices")
   result = run()
   if args.process_id == 0 and args.out:
