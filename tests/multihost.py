@@ -17,9 +17,22 @@ import time
 from collections.abc import Callable, Sequence
 
 import jax
+import numpy as np
 import pytest
+from flax import nnx
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def host_params(config) -> nnx.State:
+  """`init_model(config)`'s parameter structure and annotations, values drawn in numpy (identical in every
+  process): norms ones, matrices N(0, 1/fan_in)."""
+  from darling_jax.models import init_model
+  _, params = nnx.split(nnx.eval_shape(lambda: init_model(config)), nnx.Param)
+  rng = np.random.default_rng(0)
+  draw = lambda x: (np.ones(x.shape) if len(x.shape) == 1 else  # noqa: E731  norms / matrices
+                    rng.normal(size=x.shape) / np.sqrt(x.shape[0])).astype(np.float32)
+  return jax.tree.map(draw, params)
 
 
 def has_cpu_collectives() -> bool:

@@ -38,6 +38,7 @@ from darling_jax.tasks.base import Task
 from darling_jax.tasks.countdown.tokenizer import countdown_tokenizer, countdown_vocab
 from darling_jax.train_step import StepConfig, TrainStep
 from tests.grpo.multihost_worker import flat_params
+from tests import multihost
 from tests.multihost import start_jax, worker_arguments
 
 _START = time.monotonic()  # for the progress log
@@ -108,12 +109,8 @@ class ArithmeticTask(Task):
 
 
 def host_params() -> nnx.State:
-  """`init_model`'s parameter structure and annotations, values drawn in numpy (identical in every process)."""
-  _, params = nnx.split(nnx.eval_shape(lambda: init_model(MODEL_CONFIG)), nnx.Param)
-  rng = np.random.default_rng(0)
-  draw = lambda x: (np.ones(x.shape) if len(x.shape) == 1 else  # noqa: E731  norms / matrices
-                    rng.normal(size=x.shape) / np.sqrt(x.shape[0])).astype(np.float32)
-  return jax.tree.map(draw, params)
+  """The tiny model's parameters, identical in every process (`tests.multihost.host_params`)."""
+  return multihost.host_params(MODEL_CONFIG)
 
 
 def step_batch(step: int) -> dict:

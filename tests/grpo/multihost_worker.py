@@ -35,6 +35,7 @@ from darling_jax.grpo.update import (
     train_state_shardings,
 )
 from darling_jax.models import DecoderConfig, init_model
+from tests import multihost
 from tests.multihost import start_jax, worker_arguments
 
 _START = time.monotonic()  # for the progress log
@@ -51,12 +52,8 @@ CONFIG = UpdateConfig(learning_rate=1e-2, eps=1e-4, weight_decay=0.1, num_miniba
 
 
 def host_params() -> nnx.State:
-  """`init_model`'s parameter structure and annotations, values drawn in numpy (identical in every process)."""
-  _, params = nnx.split(nnx.eval_shape(lambda: init_model(MODEL_CONFIG)), nnx.Param)
-  rng = np.random.default_rng(0)
-  draw = lambda x: (np.ones(x.shape) if len(x.shape) == 1 else  # noqa: E731  norms / matrices
-                    rng.normal(size=x.shape) / np.sqrt(x.shape[0])).astype(np.float32)
-  return jax.tree.map(draw, params)
+  """The tiny model's parameters, identical in every process (`tests.multihost.host_params`)."""
+  return multihost.host_params(MODEL_CONFIG)
 
 
 def host_batch(step: int) -> RolloutBatch:
