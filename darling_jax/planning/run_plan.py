@@ -151,10 +151,11 @@ def make_plan(config, topology: str, *, prompt_len: int, hbm_gib: float | None =
       "response_width": new_tokens, "resident_bytes": resident, "kv_cache_bytes": kv_bytes,
       "stages": [dict(name=s.name, calls_per_step=s.calls_per_step, arguments=s.arguments, outputs=s.outputs,
                       aliased=s.aliased, temporaries=s.temporaries, peak=s.peak, transient=s.transient,
-                      xla_flops=s.xla_flops, notes=s.notes) for s in stages],
+                      xla_flops=s.xla_flops, notes=s.notes, error=s.error) for s in stages],
       "update_temporaries": next(s.temporaries for s in stages if s.name == "update"),
       "peak_bytes": peak, "peak_stage": peak_stage.name, "hbm_bytes": capacity,
-      "fits": None if capacity is None else peak <= capacity, "model_flops_per_step": flops,
+      "fits": False if any(s.error for s in stages) else None if capacity is None else peak <= capacity,
+      "model_flops_per_step": flops,
       "compile_seconds": {k: round(v, 1) for k, v in timings.items()}, "notes": notes,
   }
 
@@ -176,7 +177,8 @@ def table_row(plan: dict) -> str:
   return (f"| {plan['config']} | {plan['topology']} | {plan['devices']} × "
           f"{'?' if capacity is None else _gib(capacity)} | {', '.join(map(str, plan['mesh'].values()))} | "
           f"{_gib(resident)} | {_gib(plan['kv_cache_bytes'])} | {_gib(plan['update_temporaries'])} | "
-          f"{_gib(plan['peak_bytes'])} ({plan['peak_stage']}) | {fits} | "
+          f"{'≥ ' if any(s['error'] for s in plan['stages']) else ''}{_gib(plan['peak_bytes'])} "
+          f"({plan['peak_stage']}) | {fits} | "
           f"{sum(plan['model_flops_per_step'].values()) / 1e15:,.0f} |")
 
 
@@ -193,6 +195,10 @@ def format_plan(plan: dict) -> str:
   lines += ["", "| stage | calls / step | arguments | outputs | temporaries | XLA peak | beyond resident | notes |",
             "|---|---|---|---|---|---|---|---|"]
   for s in plan["stages"]:
+    if s["error"]:  # XLA refused to compile it for lack of memory: its temporaries alone, as XLA counted them
+      lines.append(f"| {s['name']} | {s['calls_per_step']} | – | – | ≥ {_gib(s['temporaries'])} | – | "
+                   f"≥ {_gib(s['transient'])} | refused by XLA: {s['error'][:90]} |")
+      continue
     lines.append(f"| {s['name']} | {s['calls_per_step']} | {_gib(s['arguments'])} | {_gib(s['outputs'])} | "
                  f"{_gib(s['temporaries'])} | {_gib(s['peak'])} | {_gib(s['transient'])} | {s['notes']} |")
   flops = plan["model_flops_per_step"]
@@ -202,7 +208,11 @@ def format_plan(plan: dict) -> str:
   capacity = plan["hbm_bytes"]
   verdict = ("unknown (no HBM size for this device; --hbm_gib)" if capacity is None else
              f"{'FITS' if plan['fits'] else 'DOES NOT FIT'} in {_gib(capacity)} GiB")
-  lines.append(f"peak per device: {_gib(plan['peak_bytes'])} GiB (resident + {plan['peak_stage']}): {verdict}")
+  refused = [s["name"] for s in plan["stages"] if s["error"]]
+  bound = "at least " if refused else ""
+  lines.append(f"peak per device: {bound}{_gib(plan['peak_bytes'])} GiB (resident + {plan['peak_stage']}): {verdict}")
+  if refused:
+    lines.append(f"XLA refused to compile for lack of device memory: {', '.join(refused)}")
   lines += [f"note: {n}" for n in plan["notes"]]
   lines.append("compile seconds: " + ", ".join(f"{k} {v}" for k, v in plan["compile_seconds"].items()))
   lines += ["", TABLE_HEADER, table_row(plan)]

@@ -110,3 +110,26 @@ def test_plan_compiles_for_an_abstract_tpu_topology(tmp_path):
   assert result["device_kind"] == "TPU v5" and result["devices"] == 4
   assert result["hbm_bytes"] == 95 * 2**30 and result["fits"] is True
   assert math.isfinite(result["stages"][0]["xla_flops"] or 0.0)
+
+
+def test_a_stage_xla_refuses_for_memory_makes_the_plan_not_fit(tmp_path, monkeypatch):
+  import jax
+
+  from darling_jax.planning import executables
+
+  class Refused:
+    def compile(self):
+      raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in "
+                                       "memory space hbm. the total memory required for HLO temporaries (2.40T) "
+                                       "exceeds available HBM (95.74G).")
+
+  compile_stage = executables.compile_stage
+  monkeypatch.setattr(executables, "compile_stage", lambda name, lowered, **kw: compile_stage(
+      name, Refused() if name == "update" else lowered, **kw))
+  result = plan.make_plan(tiny_wildchat_config(tmp_path), "cpu:8", prompt_len=12, hbm_gib=1000.0)
+  update = next(s for s in result["stages"] if s["name"] == "update")
+  assert update["error"] and update["temporaries"] == int(2.40 * 2**40)
+  assert result["fits"] is False and result["peak_stage"] == "update"
+  text = plan.format_plan(result)
+  assert "refused by XLA" in text and "XLA refused to compile for lack of device memory: update" in text
+  assert "DOES NOT FIT" in text and "| no |" in plan.table_row(result) and "≥ " in plan.table_row(result)
