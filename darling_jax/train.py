@@ -170,7 +170,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     reference_params = jax.jit(lambda params: jax.tree.map(jnp.copy, params),
                                out_shardings=state_sharding.params)(state.params)
     reference_logprobs = make_reference_logprobs(graphdef, reference_params, mesh, temperature=run.step.temperature,
-                                                 chunk_size=run.update.logprob_chunk_size)
+                                                 chunk_size=run.update.logprob_chunk_size,
+                                                 microbatch_size=run.update.microbatch_size)
   update = make_update_fn(graphdef, state_sharding, rollout_batch_shardings(mesh, with_ref_logp=with_reference),
                           run.update)
   diversity = DiversityContext(floor=run.step.diversity_floor, equivalence=equivalence,

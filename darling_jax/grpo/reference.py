@@ -20,11 +20,12 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from darling_jax import sharding
-from darling_jax.grpo.update import response_logprobs
+from darling_jax.grpo.update import _shard_rows, _split_rows, response_logprobs
 
 
 def make_reference_logprobs(graphdef: nnx.GraphDef, params: nnx.State, mesh: Mesh, *, temperature: float,
-                            chunk_size: int | None = None) -> Callable[[jax.Array, jax.Array, int], jax.Array]:
+                            chunk_size: int | None = None, microbatch_size: int | None = None
+                            ) -> Callable[[jax.Array, jax.Array, int], jax.Array]:
   """`fn(input_ids, attention_mask) -> ref_logp`: the frozen `params`' log-probs of the response tokens.
 
   Args:
@@ -34,6 +35,9 @@ def make_reference_logprobs(graphdef: nnx.GraphDef, params: nnx.State, mesh: Mes
     mesh: the run's mesh; rows are sharded over its `data` × `fsdp` axes, as the update's.
     temperature: the rollout temperature (log-probs of `softmax(logits / temperature)`, as the policy's).
     chunk_size: response positions per LM-head chunk (`response_logprobs`; None: all at once).
+    microbatch_size: rows per forward, one after another under `lax.map` (None: all rows at once), as the
+      update's microbatches (`UpdateConfig.microbatch_size`): the reference's activations, the `[rows, heads, T,
+      T]` attention scores among them, are then those of one microbatch. Must divide the rows.
 
   Returns:
     `fn(input_ids int32 [R, P+N], attention_mask int32 [R, P+N], num_response_tokens N) -> f32 [R, N]`, jitted
@@ -44,10 +48,22 @@ def make_reference_logprobs(graphdef: nnx.GraphDef, params: nnx.State, mesh: Mes
 
   @functools.lru_cache(maxsize=8)
   def jitted(num_response_tokens: int):
-    def reference_forward(params, input_ids, attention_mask):
-      model = nnx.merge(graphdef, params)
-      return response_logprobs(model, input_ids, attention_mask, num_response_tokens, temperature,
+    def forward(params, input_ids, attention_mask):
+      # Fresh Variables for this trace: lax.map's body may not touch the Variables of the enclosing jit's trace
+      # (nnx.remat in the layers would), so the state is rebuilt (same arrays) before merging.
+      model = nnx.merge(graphdef, jax.tree.map(lambda x: x, params))
+      return response_logprobs(model, *_shard_rows((input_ids, attention_mask)), num_response_tokens, temperature,
                                chunk_size=chunk_size)
+
+    def reference_forward(params, input_ids, attention_mask):
+      num_rows = input_ids.shape[0]
+      if microbatch_size is None or microbatch_size >= num_rows:
+        return forward(params, input_ids, attention_mask)
+      if num_rows % microbatch_size:
+        raise ValueError(f"microbatch_size={microbatch_size} does not divide the rollout batch's {num_rows} rows")
+      parts = _split_rows((input_ids, attention_mask), num_rows // microbatch_size)
+      return jax.lax.map(lambda part: forward(params, *part), parts).reshape(num_rows, num_response_tokens)
+
     return jax.jit(reference_forward, in_shardings=(param_shardings, rows, rows), out_shardings=rows)
 
   def reference_logprobs(input_ids: jax.Array, attention_mask: jax.Array, num_response_tokens: int) -> jax.Array:

@@ -211,10 +211,10 @@ def plan_update(policy: PolicyArrays, update: UpdateConfig, mesh: Mesh, batch: R
 
 
 def plan_reference(policy: PolicyArrays, mesh: Mesh, batch: RolloutBatch, *, temperature: float,
-                   chunk_size: int | None) -> StagePlan:
+                   chunk_size: int | None, microbatch_size: int | None) -> StagePlan:
   """The frozen reference policy's log-probs of the rollouts (KL term; a second copy of the weights)."""
   reference = make_reference_logprobs(policy.graphdef, policy.state.params, mesh, temperature=temperature,
-                                      chunk_size=chunk_size)
+                                      chunk_size=chunk_size, microbatch_size=microbatch_size)
   with jax.set_mesh(mesh):
     lowered = reference.jitted(batch.num_response_tokens).lower(policy.state.params, batch.input_ids,
                                                                 batch.attention_mask)

@@ -99,7 +99,7 @@ def make_plan(config, topology: str, *, prompt_len: int, hbm_gib: float | None =
   if with_reference:
     started = time.perf_counter()
     stages.append(ex.plan_reference(policy, mesh, batch, temperature=step.temperature,
-                                    chunk_size=update.logprob_chunk_size))
+                                    chunk_size=update.logprob_chunk_size, microbatch_size=update.microbatch_size))
     resident["reference weights"] = policy.params_bytes
     timings["reference"] = time.perf_counter() - started
   started = time.perf_counter()

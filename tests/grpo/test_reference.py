@@ -38,6 +38,11 @@ def test_reference_logprobs_on_a_mesh_equal_the_sampler_and_the_plain_forward():
   mask = np.asarray(rows.response_mask, bool)
   np.testing.assert_allclose(np.asarray(got)[mask], np.asarray(plain)[mask], atol=1e-5)
   np.testing.assert_allclose(np.asarray(got)[mask], np.asarray(sample.logprobs)[mask], atol=1e-5)
+  # In microbatches of 2 rows (one forward each, under lax.map): the same log-probs, rows in the same order.
+  in_parts = make_reference_logprobs(graphdef, params, mesh, temperature=TEMPERATURE, microbatch_size=2)
+  got_in_parts = in_parts(rows.input_ids, rows.attention_mask, rows.num_response_tokens)
+  assert got_in_parts.sharding.spec == jax.sharding.PartitionSpec(("data", "fsdp"), None)
+  np.testing.assert_allclose(np.asarray(got_in_parts)[mask], np.asarray(got)[mask], atol=1e-5)
 
 
 def test_entropy_metric_and_zero_kl_to_an_unchanged_reference():
