@@ -19,19 +19,17 @@ least one correct sample). Results: experiments/README.md, "Towards a regime whe
 from __future__ import annotations
 
 import ast
-import json
 import pathlib
-import shutil
 
 import ml_collections
 from absl import app, flags
 
 from darling_jax.config_files import load_config
 from darling_jax.train import train_and_evaluate
+from stage_copies import SHARED_STAGES, run_with_stages  # experiments/stage_copies.py
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 METHODS = {"grpo": "countdown_grpo.py", "darling": "default.py"}  # the first builds the stages
-SHARED_STAGES = ("data", "policy_sft", "classifier", "base_eval.json")
 
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "/tmp/collapse_pilot/run", "one subdirectory per method")
 _SEED = flags.DEFINE_integer("seed", 0, "config.seed of both runs")
@@ -62,18 +60,7 @@ def run_config(method: str) -> ml_collections.ConfigDict:
 
 def run(method: str, stages_from: pathlib.Path | None) -> dict:
   workdir = pathlib.Path(_RUNS_DIR.value) / method
-  summary_file = workdir / "summary.json"
-  if summary_file.exists():
-    return json.loads(summary_file.read_text())
-  if stages_from is not None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    for stage in SHARED_STAGES:
-      source, target = stages_from / stage, workdir / stage
-      if source.is_dir() and not target.exists():
-        shutil.copytree(source, target)
-      elif source.is_file():
-        shutil.copy2(source, target)
-  return train_and_evaluate(run_config(method), workdir)
+  return run_with_stages(workdir, stages_from, SHARED_STAGES, lambda w: train_and_evaluate(run_config(method), w))
 
 
 def row(name: str, metrics: dict, n: int, wall: str) -> str:

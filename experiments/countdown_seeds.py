@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import shutil
 
 import ml_collections
 import numpy as np
@@ -33,6 +32,7 @@ from absl import app, flags
 
 from darling_jax.config_files import load_config
 from darling_jax.train import train_and_evaluate
+from stage_copies import SHARED_STAGES, run_with_stages  # experiments/stage_copies.py
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 VARIANTS = {
@@ -42,7 +42,6 @@ VARIANTS = {
     "additive": ("countdown_additive.py", {}),
     "ngram": ("countdown_ngram.py", {}),
 }
-SHARED_STAGES = ("data", "policy_sft", "classifier", "base_eval.json")
 METRICS = ("pass@1", "pass@8", "distinct_correct@8", "classifier/accuracy")
 
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "config.seed of each run")
@@ -74,18 +73,8 @@ def run_config(variant: str, seed: int) -> ml_collections.ConfigDict:
 def run(variant: str, seed: int, stages_from: pathlib.Path | None) -> dict:
   """The summary of `variant` at `seed`, run in RUNS_DIR/seed{seed}/{variant} unless it has finished there."""
   workdir = pathlib.Path(_RUNS_DIR.value) / f"seed{seed}" / variant
-  summary_file = workdir / "summary.json"
-  if summary_file.exists():
-    return json.loads(summary_file.read_text())
-  if stages_from is not None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    for stage in SHARED_STAGES:
-      source, target = stages_from / stage, workdir / stage
-      if source.is_dir() and not target.exists():
-        shutil.copytree(source, target)
-      elif source.is_file():
-        shutil.copy2(source, target)
-  return train_and_evaluate(run_config(variant, seed), workdir)
+  return run_with_stages(workdir, stages_from, SHARED_STAGES,
+                         lambda w: train_and_evaluate(run_config(variant, seed), w))
 
 
 def main(argv):
