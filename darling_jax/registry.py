@@ -14,7 +14,7 @@ works from a config without registering anything.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 

@@ -11,6 +11,7 @@ such rows back, and `gather_rows` gives every process the whole batch's rows of 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import jax
@@ -82,6 +83,33 @@ def state_shardings(state: nnx.State, mesh: Mesh, rules=LOGICAL_AXIS_RULES) -> n
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
   """Leading (batch) dimension over `data` × `fsdp`, the rest replicated."""
   return NamedSharding(mesh, P(BATCH_AXES, *([None] * (ndim - 1))))
+
+
+def data_parallel_size(mesh: Mesh) -> int:
+  """How many ways the batch axes (`data` × `fsdp`) split a batch's rows."""
+  return int(np.prod([mesh.shape[a] for a in BATCH_AXES]))
+
+
+def constrain_rows(tree):
+  """Inside `jax.jit` under a mesh (`jax.set_mesh`): the leading (row) dim of each leaf constrained to
+  `data` × `fsdp` of the ambient mesh, where it divides; unchanged without a mesh."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty:
+    return tree
+  axes = tuple(a for a in BATCH_AXES if a in mesh.axis_names)
+  size = math.prod(mesh.shape[a] for a in axes)
+
+  def constrain(x):
+    if size <= 1 or x.shape[0] % size:
+      return x
+    return jax.lax.with_sharding_constraint(x, P(axes, *([None] * (x.ndim - 1))))
+
+  return jax.tree.map(constrain, tree)
+
+
+def split_rows(tree, num_parts: int):
+  """Leaves `[R, ...]` -> `[num_parts, R / num_parts, ...]` (consecutive rows per part)."""
+  return jax.tree.map(lambda x: x.reshape(num_parts, x.shape[0] // num_parts, *x.shape[1:]), tree)
 
 
 def process_rows(array: jax.Array) -> tuple[np.ndarray, np.ndarray]:

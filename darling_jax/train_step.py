@@ -186,7 +186,7 @@ class TrainStep:
   def prompt_sharding(self, num_prompts: int) -> jax.sharding.Sharding | None:
     """The sampler's sharding of `num_prompts` prompt rows: over the mesh's data axes when they divide evenly,
     else (one process only) None, unsharded."""
-    data_size = int(np.prod([self.mesh.shape[a] for a in sharding.BATCH_AXES]))
+    data_size = sharding.data_parallel_size(self.mesh)
     if num_prompts % data_size == 0 and (data_size > 1 or self.mesh.is_multi_process):
       return sharding.batch_sharding(self.mesh, 2)
     if self.mesh.is_multi_process:

@@ -35,6 +35,22 @@ def host_params(config) -> nnx.State:
   return jax.tree.map(draw, params)
 
 
+def placed_train_state(config, optimizer, mesh):
+  """`(graphdef, state, state shardings)`: `host_params(config)` placed on `mesh` (every process holds the same
+  host values; each device takes its slice) and the train state built from them (rng key 1)."""
+  from darling_jax.grpo.update import init_train_state, train_state_shardings
+  from darling_jax.models import init_model
+  graphdef = nnx.graphdef(nnx.eval_shape(lambda: init_model(config)))
+  params = host_params(config)
+  init = lambda params: init_train_state(nnx.merge(graphdef, params), optimizer, jax.random.key(1))  # noqa: E731
+  state_sharding = train_state_shardings(jax.eval_shape(init, params), optimizer, mesh)
+  place = lambda x, s: jax.make_array_from_callback(x.shape, s, lambda index: x[index])  # noqa: E731
+  params = jax.tree.map(lambda v, s: v.replace(place(v.get_value(), s)), params, state_sharding.params,
+                        is_leaf=lambda x: isinstance(x, nnx.Variable))
+  state = jax.jit(init, in_shardings=(state_sharding.params,), out_shardings=state_sharding)(params)
+  return graphdef, state, state_sharding
+
+
 def has_cpu_collectives() -> bool:
   """Whether this jaxlib has the gloo CPU collectives (`jax_cpu_collectives_implementation="gloo"`)."""
   try:

@@ -43,10 +43,11 @@ def test_rollouts_sampled_in_calls_of_fewer_prompts():
   from flax import nnx
 
   from darling_jax import sharding
+  from darling_jax.models import init_model
   from darling_jax.train_step import TrainStep, select_prompts
   from tests import train_step_multihost_worker as worker
 
-  graphdef = nnx.graphdef(nnx.eval_shape(lambda: worker.init_model(worker.MODEL_CONFIG)))
+  graphdef = nnx.graphdef(nnx.eval_shape(lambda: init_model(worker.MODEL_CONFIG)))
   params = jax.tree.map(jax.numpy.asarray, worker.host_params())
   batch = {"prompt": ["1+2=", "3*4-5=", "(6)=", "9+(0)*2*2*2*2*2="]}  # the last call's prompts are wider
   rng = jax.random.key(3)

@@ -30,9 +30,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from darling_jax import sharding
 from darling_jax.diversity.sources import DiversityContext
-from darling_jax.grpo import (UpdateConfig, init_train_state, make_optimizer, make_reference_logprobs, make_update_fn,
-                              rollout_batch_shardings, train_state_shardings)
-from darling_jax.models import DecoderConfig, init_model
+from darling_jax.grpo import UpdateConfig, make_optimizer, make_reference_logprobs, make_update_fn, rollout_batch_shardings
+from darling_jax.models import DecoderConfig
 from darling_jax.quality import Quality
 from darling_jax.tasks.base import Task
 from darling_jax.tasks.countdown.tokenizer import countdown_tokenizer, countdown_vocab
@@ -135,16 +134,7 @@ def run() -> tuple[dict[str, np.ndarray], dict]:
   if jax.device_count() != NUM_GLOBAL_DEVICES:
     raise RuntimeError(f"expected {NUM_GLOBAL_DEVICES} global devices, got {jax.device_count()}")
   mesh = sharding.make_mesh(*MESH_SHAPE)
-  optimizer = make_optimizer(UPDATE_CONFIG)
-  graphdef = nnx.graphdef(nnx.eval_shape(lambda: init_model(MODEL_CONFIG)))
-  params = host_params()
-  init = lambda params: init_train_state(nnx.merge(graphdef, params), optimizer, jax.random.key(1))  # noqa: E731
-  state_sharding = train_state_shardings(jax.eval_shape(init, params), optimizer, mesh)
-  # Every process holds the same host params; each device takes its slice of them.
-  place = lambda x, s: jax.make_array_from_callback(x.shape, s, lambda index: x[index])  # noqa: E731
-  params = jax.tree.map(lambda v, s: v.replace(place(v.get_value(), s)), params, state_sharding.params,
-                        is_leaf=lambda x: isinstance(x, nnx.Variable))
-  state = jax.jit(init, in_shardings=(state_sharding.params,), out_shardings=state_sharding)(params)
+  graphdef, state, state_sharding = multihost.placed_train_state(MODEL_CONFIG, make_optimizer(UPDATE_CONFIG), mesh)
   reference_params = jax.jit(lambda p: jax.tree.map(jnp.copy, p), out_shardings=state_sharding.params)(state.params)
   reference = make_reference_logprobs(graphdef, reference_params, mesh, temperature=UPDATE_CONFIG.temperature)
   update = make_update_fn(graphdef, state_sharding, rollout_batch_shardings(mesh, with_ref_logp=True), UPDATE_CONFIG)

@@ -20,7 +20,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from darling_jax import sharding
-from darling_jax.grpo.update import _shard_rows, _split_rows, response_logprobs
+from darling_jax.grpo.update import response_logprobs
 
 
 def make_reference_logprobs(graphdef: nnx.GraphDef, params: nnx.State, mesh: Mesh, *, temperature: float,
@@ -52,7 +52,7 @@ def make_reference_logprobs(graphdef: nnx.GraphDef, params: nnx.State, mesh: Mes
       # Fresh Variables for this trace: lax.map's body may not touch the Variables of the enclosing jit's trace
       # (nnx.remat in the layers would), so the state is rebuilt (same arrays) before merging.
       model = nnx.merge(graphdef, jax.tree.map(lambda x: x, params))
-      return response_logprobs(model, *_shard_rows((input_ids, attention_mask)), num_response_tokens, temperature,
+      return response_logprobs(model, *sharding.constrain_rows((input_ids, attention_mask)), num_response_tokens, temperature,
                                chunk_size=chunk_size)
 
     def reference_forward(params, input_ids, attention_mask):
@@ -61,7 +61,7 @@ def make_reference_logprobs(graphdef: nnx.GraphDef, params: nnx.State, mesh: Mes
         return forward(params, input_ids, attention_mask)
       if num_rows % microbatch_size:
         raise ValueError(f"microbatch_size={microbatch_size} does not divide the rollout batch's {num_rows} rows")
-      parts = _split_rows((input_ids, attention_mask), num_rows // microbatch_size)
+      parts = sharding.split_rows((input_ids, attention_mask), num_rows // microbatch_size)
       return jax.lax.map(lambda part: forward(params, *part), parts).reshape(num_rows, num_response_tokens)
 
     return jax.jit(reference_forward, in_shardings=(param_shardings, rows, rows), out_shardings=rows)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import flax.struct
 import jax
@@ -248,27 +247,6 @@ def _loss_denominators(response_mask: jax.Array) -> dict[str, jax.Array]:
           "seq-mean-token-sum": num_valid_seqs}
 
 
-def _shard_rows(tree):
-  """Constrains the leading (row) dim of each leaf to `data` × `fsdp` of the ambient mesh, where it divides."""
-  mesh = jax.sharding.get_abstract_mesh()
-  if mesh.empty:
-    return tree
-  axes = tuple(a for a in sharding.BATCH_AXES if a in mesh.axis_names)
-  size = math.prod(mesh.shape[a] for a in axes)
-
-  def constrain(x):
-    if size <= 1 or x.shape[0] % size:
-      return x
-    return jax.lax.with_sharding_constraint(x, P(axes, *([None] * (x.ndim - 1))))
-
-  return jax.tree.map(constrain, tree)
-
-
-def _split_rows(tree, num_parts: int):
-  """Leaves `[R, ...]` -> `[num_parts, R / num_parts, ...]` (consecutive rows per part)."""
-  return jax.tree.map(lambda x: x.reshape(num_parts, x.shape[0] // num_parts, *x.shape[1:]), tree)
-
-
 def minibatch_gradients(graphdef: nnx.GraphDef, params: nnx.State, minibatch: RolloutBatch,
                         config: UpdateConfig) -> tuple[nnx.State, PolicyLossTerms]:
   """Exact gradient of `policy_loss` on `minibatch`, accumulated over microbatches with `lax.scan`.
@@ -296,7 +274,7 @@ def minibatch_gradients(graphdef: nnx.GraphDef, params: nnx.State, minibatch: Ro
   denominator = jnp.maximum(_loss_denominators(minibatch.response_mask)[config.agg], 1.0)
 
   def accumulate(grad_sum, microbatch: RolloutBatch):
-    microbatch = _shard_rows(microbatch)
+    microbatch = sharding.constrain_rows(microbatch)
 
     def scaled_numerator(params):
       model = nnx.merge(graphdef, params)
@@ -312,7 +290,7 @@ def minibatch_gradients(graphdef: nnx.GraphDef, params: nnx.State, minibatch: Ro
     grads, terms = jax.grad(scaled_numerator, has_aux=True)(params)
     return jax.tree.map(jnp.add, grad_sum, grads), terms
 
-  microbatches = _split_rows(minibatch, rows // microbatch_rows)
+  microbatches = sharding.split_rows(minibatch, rows // microbatch_rows)
   grads, terms = jax.lax.scan(accumulate, jax.tree.map(jnp.zeros_like, params), microbatches)
   return grads, jax.tree.map(lambda x: jnp.sum(x, axis=0), terms)
 
@@ -355,7 +333,7 @@ def grpo_update(graphdef: nnx.GraphDef, state: TrainState, batch: RolloutBatch, 
     return (params, opt_state, optimizer_step_index + 1), metrics
 
   carry = (state.params, state.opt_state, state.step * num_minibatches)
-  (params, opt_state, _), metrics = jax.lax.scan(optimizer_step, carry, _split_rows(batch, num_minibatches))
+  (params, opt_state, _), metrics = jax.lax.scan(optimizer_step, carry, sharding.split_rows(batch, num_minibatches))
   metrics = {name: jnp.mean(metrics[name]) for name in METRICS}
   new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
   return new_state, metrics

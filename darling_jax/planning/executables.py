@@ -146,7 +146,7 @@ def policy_arrays(config: DecoderConfig, update: UpdateConfig, mesh: Mesh) -> Po
 
 def _rows_sharding(mesh: Mesh, rows: int, ndim: int) -> NamedSharding:
   """The trainer's row sharding: over `data` × `fsdp` when the rows divide evenly, else replicated."""
-  data_size = math.prod(mesh.shape[a] for a in sharding.BATCH_AXES)
+  data_size = sharding.data_parallel_size(mesh)
   if rows % data_size == 0 and data_size > 1:
     return sharding.batch_sharding(mesh, ndim)
   return NamedSharding(mesh, P())

@@ -78,7 +78,7 @@ class RewardModel:
   def score_ids(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
     """f32 `[R]` scores of token-id rows (each right-padded with the pad id into a power-of-two width)."""
     scores = []
-    data_size = 1 if self.mesh is None else int(np.prod([self.mesh.shape[a] for a in sharding.BATCH_AXES]))
+    data_size = 1 if self.mesh is None else sharding.data_parallel_size(self.mesh)
     for start in range(0, len(rows), self.batch_size):
       chunk = rows[start:start + self.batch_size]
       width = min(self.max_length, max(MIN_WIDTH, 1 << (max(map(len, chunk)) - 1).bit_length()))

@@ -26,15 +26,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from darling_jax import sharding
 from darling_jax.grpo.batch import RolloutBatch, global_rollout_batch, rollout_batch_shardings
-from darling_jax.grpo.update import (
-    METRICS,
-    UpdateConfig,
-    init_train_state,
-    make_optimizer,
-    make_update_fn,
-    train_state_shardings,
-)
-from darling_jax.models import DecoderConfig, init_model
+from darling_jax.grpo.update import METRICS, UpdateConfig, make_optimizer, make_update_fn
+from darling_jax.models import DecoderConfig
 from tests import multihost
 from tests.multihost import start_jax, worker_arguments
 
@@ -105,16 +98,7 @@ def run() -> dict[str, np.ndarray]:
   if jax.device_count() != NUM_GLOBAL_DEVICES:
     raise RuntimeError(f"expected {NUM_GLOBAL_DEVICES} global devices, got {jax.device_count()}")
   mesh = sharding.make_mesh(*MESH_SHAPE)
-  optimizer = make_optimizer(CONFIG)
-  params = host_params()
-  graphdef = nnx.graphdef(nnx.eval_shape(lambda: init_model(MODEL_CONFIG)))
-  init = lambda params: init_train_state(nnx.merge(graphdef, params), optimizer, jax.random.key(1))  # noqa: E731
-  state_sharding = train_state_shardings(jax.eval_shape(init, params), optimizer, mesh)
-  # Every process holds the same host params; each device takes its slice of them.
-  place = lambda x, s: jax.make_array_from_callback(x.shape, s, lambda index: x[index])  # noqa: E731
-  params = jax.tree.map(lambda v, s: v.replace(place(v.get_value(), s)), params, state_sharding.params,
-                        is_leaf=lambda x: isinstance(x, nnx.Variable))
-  state = jax.jit(init, in_shardings=(state_sharding.params,), out_shardings=state_sharding)(params)
+  graphdef, state, state_sharding = multihost.placed_train_state(MODEL_CONFIG, make_optimizer(CONFIG), mesh)
   _log("train state placed")
   update = make_update_fn(graphdef, state_sharding, rollout_batch_shardings(mesh, with_ref_logp=True), CONFIG)
 
