@@ -31,7 +31,6 @@ if __name__ == "__main__":  # huge-page malloc for XLA's per-call temporaries (d
   from darling_jax import runtime
   runtime.reexec_with_huge_pages()
 
-import json
 import pathlib
 import sys
 import time

@@ -49,8 +49,8 @@ def policy_config(**overrides) -> DecoderConfig:
   """The default tiny Countdown policy: a 2-layer Llama-style decoder, hidden 128, MLP 256, over the 62-token
   Countdown vocabulary (about 0.33M parameters, tied embeddings, 128 positions). `overrides` replace fields.
 
-  Sized for CPU: in `configs/default.py`'s run an SFT step of 32 rows x 24 tokens took 0.22 s on the 2-core dev
-  machine."""
+  Sized for CPU: in `configs/default.py`'s run an SFT step of 32 rows x 24 tokens takes about 0.04 s on the 2-core
+  dev machine (3,000 steps in 100-120 s)."""
   vocab = countdown_vocab()
   defaults = dict(
       vocab_size=len(vocab), hidden_size=128, intermediate_size=256, num_layers=2, num_heads=4, num_kv_heads=4,
