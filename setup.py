@@ -33,10 +33,15 @@ setup(
     ],
     extras_require={
         # torch is pinned: a plain `torch` resolves to a multi-GB CUDA build on this machine.
-        # accelerate: transformers' GGUF loading in the parity tests; hypothesis: property tests of the tasks.
-        "test": ["pytest>=8", "pytest-xdist", "hypothesis>=6.100", "torch==2.13.0", "accelerate"],
+        # accelerate: transformers' GGUF loading in the parity tests; hypothesis: property tests of the tasks;
+        # nbclient, nbformat, ipykernel: tests/test_notebooks.py runs the colabs/ notebooks in a Jupyter kernel.
+        "test": ["pytest>=8", "pytest-xdist", "hypothesis>=6.100", "torch==2.13.0", "accelerate", "nbclient>=0.10",
+                 "nbformat>=5.10", "ipykernel>=6.29"],
         # `python -m darling_jax.plan --topology v5p:...`: libtpu (resolved together with jax) compiles for TPU
         # chips on any host; never needed to train.
         "tpu-plan": ["jax[tpu]"],
+        # `python -m darling_jax.bench.rl_step`: TRL's GRPOTrainer on the same workload, the PyTorch reference
+        # (torch pinned as in `test`); never a runtime dependency.
+        "bench": ["trl==1.16.0", "torch==2.13.0"],
     },
 )

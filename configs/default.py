@@ -1,9 +1,10 @@
 """DARLING on Countdown with the tiny policy, in the regime where quality-only RL collapses strategy diversity:
-from an empty workdir to the final summary in about MINUTES on 2 CPU cores (warm start, classifier, RL, evaluation).
+from an empty workdir to the final summary in about 5 minutes on 2 CPU cores (warm start, classifier, RL,
+evaluation).
 
   python -m darling_jax.train --config configs/default.py --workdir /tmp/darling_default
 
-The regime (experiments/diversity_collapse.py, README "DARLING against GRPO"): easy problems (targets 10-20 with at
+The regime (experiments/diversity_collapse.py; README, "DARLING against GRPO, five seeds, where GRPO collapses"): easy problems (targets 10-20 with at
 least 6 correct strategies each, 700 of the 815 such problems for training), a 3,000-step warm start and 800 RL
 steps. There GRPO (countdown_grpo.py) raises pass@1 while its distinct correct strategies fall below the warm
 start's, which is what DARLING (arXiv 2509.02534, Eq. 3) is for.

@@ -122,9 +122,7 @@ def plot_training_curves(metrics_path: str | os.PathLike, png_path: str | os.Pat
                          title: str = "", curves=()) -> pathlib.Path:
   """A PNG with one panel per curve over training steps (raw and a 5-step moving average): `curves` (`(metric,
   label)` pairs, e.g. a task's) and `CURVES`, those the run logged."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure  # no pyplot: the process's backend (e.g. a notebook's) is left alone
 
   rows = read_metrics(metrics_path)
   steps = np.asarray([row["step"] for row in rows])
@@ -132,7 +130,8 @@ def plot_training_curves(metrics_path: str | os.PathLike, png_path: str | os.Pat
     return rows and key in rows[0] and any(row.get(key, 0.0) != 0.0 for row in rows)
 
   curves = [(key, label) for key, label in (*curves, *CURVES) if logged(key)]
-  figure, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.2), squeeze=False)
+  figure = Figure(figsize=(4 * len(curves), 3.2))
+  axes = figure.subplots(1, len(curves), squeeze=False)
   for axis, (key, label) in zip(axes[0], curves):
     values = np.asarray([row.get(key, np.nan) for row in rows], np.float64)
     axis.plot(steps, values, alpha=0.35, color="tab:blue")
@@ -148,7 +147,6 @@ def plot_training_curves(metrics_path: str | os.PathLike, png_path: str | os.Pat
   figure.tight_layout()
   png_path = pathlib.Path(png_path)
   figure.savefig(png_path, dpi=100)
-  plt.close(figure)
   return png_path
 
 

@@ -13,12 +13,11 @@ COLORS = {WARM: "black", "grpo": "tab:blue", "darling": "tab:orange", "darling_o
           "additive": "tab:red", "ngram": "tab:purple"}  # the same in every plot
 
 def plot_pass_at_k(evals: dict[str, list[dict]], n: int, path: pathlib.Path) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  from matplotlib.figure import Figure  # no pyplot: the process's backend (e.g. a notebook's) is left alone
   from darling_jax.evaluation.pass_at_k import report_ks
   ks = report_ks(n)
-  figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+  figure = Figure(figsize=(11, 4))
+  axes = figure.subplots(1, 2)
   for name, per_seed in evals.items():
     for axis, prefix, s in ((axes[0], "pass@", 100.0), (axes[1], "distinct_correct@", 1.0)):
       stats = [mean_se(metric_values(per_seed, f"{prefix}{k}")) for k in ks]
@@ -36,7 +35,6 @@ def plot_pass_at_k(evals: dict[str, list[dict]], n: int, path: pathlib.Path) -> 
   figure.suptitle(f"Test split, 100 problems × {n} samples at T=1; mean ± s.e. over {seeds} seed(s)")
   figure.tight_layout()
   figure.savefig(path, dpi=100)
-  plt.close(figure)
 
 
 def smoothed_curve(rows_per_seed: list[list[dict]], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -52,10 +50,9 @@ def smoothed_curve(rows_per_seed: list[list[dict]], key: str) -> tuple[np.ndarra
 
 
 def plot_training(train: dict[str, list[list[dict]]], path: pathlib.Path) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-  figure, axes = plt.subplots(1, 3, figsize=(16, 4))
+  from matplotlib.figure import Figure  # no pyplot: the process's backend (e.g. a notebook's) is left alone
+  figure = Figure(figsize=(16, 4))
+  axes = figure.subplots(1, 3)
   for name, rows_per_seed in train.items():
     curves = {key: smoothed_curve(rows_per_seed, key) for key in ("pass_rate", "distinct_correct")}
     style = {"label": LABELS.get(name, name), "color": COLORS.get(name)}
@@ -76,6 +73,5 @@ def plot_training(train: dict[str, list[list[dict]]], path: pathlib.Path) -> Non
   figure.suptitle(f"Over RL: {SMOOTH}-step moving average, mean over {seeds} seed(s)")
   figure.tight_layout()
   figure.savefig(path, dpi=100)
-  plt.close(figure)
 
 

@@ -1,8 +1,9 @@
-"""DARLING against GRPO where GRPO collapses strategy diversity (arXiv 2509.02534, §5.3/Table 3 on Countdown-like
-verifiable tasks): five variants over seeds, paired by seed, judged with many samples per test problem.
+"""DARLING against GRPO where GRPO collapses strategy diversity: five variants over seeds, paired by seed, judged with
+many samples per test problem. The claims tested are arXiv 2509.02534's on verifiable tasks (§5.1, pass@k in
+Tables 9/10) and its ablations (multiplicative vs additive, §6.1 / Table 2; lexical vs semantic, §6.2 / Tables 3-4).
 
-    python experiments/diversity_collapse.py                # 5 seeds × 5 variants, ~1.5 h on 2 cores
-    python experiments/diversity_collapse.py --quick        # 1 seed, shorter RL, 32 samples: ≤ 15 min
+    python experiments/diversity_collapse.py --jobs=2       # 5 seeds × 5 variants: ~50 min on 2 cores
+    python experiments/diversity_collapse.py --quick        # 1 seed, 400 RL steps, 32 samples: ~7 min
 
 The regime (`REGIME`, config overrides of configs/default.py and its siblings): easy Countdown problems (4 numbers
 in 1-9, targets 10-20, at least 6 correct strategies each, 700 training problems), a 3,000-step supervised warm

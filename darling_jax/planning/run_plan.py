@@ -177,7 +177,7 @@ def table_row(plan: dict) -> str:
   return (f"| {plan['config']} | {plan['topology']} | {plan['devices']} × "
           f"{'?' if capacity is None else _gib(capacity)} | {', '.join(map(str, plan['mesh'].values()))} | "
           f"{_gib(resident)} | {_gib(plan['kv_cache_bytes'])} | {_gib(plan['update_temporaries'])} | "
-          f"{'≥ ' if any(s['error'] for s in plan['stages']) else ''}{_gib(plan['peak_bytes'])} "
+          f"{'≥ ' if any(s.get('error') for s in plan['stages']) else ''}{_gib(plan['peak_bytes'])} "
           f"({plan['peak_stage']}) | {fits} | "
           f"{sum(plan['model_flops_per_step'].values()) / 1e15:,.0f} |")
 
@@ -195,7 +195,7 @@ def format_plan(plan: dict) -> str:
   lines += ["", "| stage | calls / step | arguments | outputs | temporaries | XLA peak | beyond resident | notes |",
             "|---|---|---|---|---|---|---|---|"]
   for s in plan["stages"]:
-    if s["error"]:  # XLA refused to compile it for lack of memory: its temporaries alone, as XLA counted them
+    if s.get("error"):  # XLA refused to compile it for lack of memory: its temporaries alone, as XLA counted them
       lines.append(f"| {s['name']} | {s['calls_per_step']} | – | – | ≥ {_gib(s['temporaries'])} | – | "
                    f"≥ {_gib(s['transient'])} | refused by XLA: {s['error'][:90]} |")
       continue
@@ -208,7 +208,7 @@ def format_plan(plan: dict) -> str:
   capacity = plan["hbm_bytes"]
   verdict = ("unknown (no HBM size for this device; --hbm_gib)" if capacity is None else
              f"{'FITS' if plan['fits'] else 'DOES NOT FIT'} in {_gib(capacity)} GiB")
-  refused = [s["name"] for s in plan["stages"] if s["error"]]
+  refused = [s["name"] for s in plan["stages"] if s.get("error")]
   bound = "at least " if refused else ""
   lines.append(f"peak per device: {bound}{_gib(plan['peak_bytes'])} GiB (resident + {plan['peak_stage']}): {verdict}")
   if refused:
