@@ -30,11 +30,8 @@ def plot_pass_at_k(evals: dict[str, list[dict]], n: int, path: pathlib.Path) -> 
     axis.set_xlabel("k")
     axis.set_title(title)
     axis.grid(alpha=0.3)
-  axes[1].legend(fontsize=8)
   seeds = len(next(iter(evals.values())))
-  figure.suptitle(f"Test split, 100 problems × {n} samples at T=1; mean ± s.e. over {seeds} seed(s)")
-  figure.tight_layout()
-  figure.savefig(path, dpi=100)
+  _save(figure, axes[1], f"Test split, 100 problems × {n} samples at T=1; mean ± s.e. over {seeds} seed(s)", path)
 
 
 def smoothed_curve(rows_per_seed: list[list[dict]], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -68,9 +65,13 @@ def plot_training(train: dict[str, list[list[dict]]], path: pathlib.Path) -> Non
   axes[2].set_ylabel("distinct correct strategies per group")
   for axis in axes:
     axis.grid(alpha=0.3)
-  axes[1].legend(fontsize=8)
   seeds = len(next(iter(train.values())))
-  figure.suptitle(f"Over RL: {SMOOTH}-step moving average, mean over {seeds} seed(s)")
+  _save(figure, axes[1], f"Over RL: {SMOOTH}-step moving average, mean over {seeds} seed(s)", path)
+
+
+def _save(figure, legend_axis, title: str, path: pathlib.Path) -> None:
+  legend_axis.legend(fontsize=8)
+  figure.suptitle(title)
   figure.tight_layout()
   figure.savefig(path, dpi=100)
 
