@@ -59,7 +59,7 @@ from absl import app, flags
 
 from darling_jax import runtime
 from darling_jax.bench.sampling import _SHAPES, SHAPES, matmul_roofline_gflops  # --shapes (tiny, smollm2)
-from darling_jax.bench.workloads import update_flops
+from darling_jax.bench.workloads import check_choices, update_flops
 from darling_jax.tasks.base import Task
 
 _STEPS = flags.DEFINE_integer("steps", 6, "RL steps run per framework and shape (the first --warmup_steps untimed).")
@@ -351,12 +351,8 @@ TABLE_HEADER = ("| shape | darling_jax step | TRL step | ratio (TRL / ours) | ou
 
 def main(argv):
   del argv
-  for name in _SHAPES.value:
-    if name not in RL_SHAPES:
-      raise app.UsageError(f"--shapes: unknown shape {name!r}; known: {sorted(RL_SHAPES)}")
-  for framework in _FRAMEWORKS.value:
-    if framework not in FRAMEWORKS:
-      raise app.UsageError(f"--frameworks: unknown {framework!r}; known: {FRAMEWORKS}")
+  check_choices("shapes", _SHAPES.value, RL_SHAPES)
+  check_choices("frameworks", _FRAMEWORKS.value, FRAMEWORKS)
   if _STEPS.value <= _WARMUP.value:
     raise app.UsageError(f"--steps={_STEPS.value} must exceed --warmup_steps={_WARMUP.value}")
   frameworks = list(_FRAMEWORKS.value)

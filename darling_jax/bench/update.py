@@ -55,7 +55,7 @@ from absl import app, flags
 from flax import nnx
 
 from darling_jax.bench.sampling import _REPEATS, _SHAPES, SHAPES, matmul_roofline_gflops
-from darling_jax.bench.workloads import UpdateBatch, synthetic_batch, update_flops
+from darling_jax.bench.workloads import UpdateBatch, check_choices, synthetic_batch, update_flops
 from darling_jax.grpo.update import UpdateConfig, grpo_update, init_train_state, make_optimizer
 from darling_jax.models import DecoderConfig, init_model
 
@@ -161,12 +161,8 @@ def _table_row(r: dict) -> str:
 
 def main(argv):
   del argv
-  for name in _SHAPES.value:
-    if name not in UPDATE_BATCHES:
-      raise app.UsageError(f"--shapes: unknown shape {name!r}; known: {sorted(UPDATE_BATCHES)}")
-  for remat in _REMAT.value:
-    if remat not in ("off", "on"):
-      raise app.UsageError(f"--remat: expected 'off' and/or 'on', got {remat!r}")
+  check_choices("shapes", _SHAPES.value, UPDATE_BATCHES)
+  check_choices("remat", _REMAT.value, ("off", "on"))
   try:
     rows = {name: int(count) for name, count in (item.split("=") for item in _ROWS.value)}
   except ValueError as e:

@@ -41,3 +41,11 @@ def synthetic_batch(vocab: int, batch: UpdateBatch, seed: int = 0) -> RolloutBat
       old_logp=jnp.asarray(-math.log(vocab) + 0.1 * rng.standard_normal((r, n)), jnp.float32),
       advantages=jnp.asarray(rng.standard_normal(r), jnp.float32),
   )
+
+
+def check_choices(flag: str, values, known) -> None:
+  """Raises `absl.app.UsageError` naming `--flag` and the first of `values` not in `known`."""
+  from absl import app
+  for value in values:
+    if value not in known:
+      raise app.UsageError(f"--{flag}: unknown {value!r}; known: {sorted(known)}")
