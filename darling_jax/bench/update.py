@@ -52,19 +52,17 @@ import time
 import jax
 import numpy as np
 from absl import app, flags
-from flax import nnx
 
 from darling_jax.bench.sampling import _REPEATS, _SHAPES, SHAPES, matmul_roofline_gflops
-from darling_jax.bench.workloads import UpdateBatch, check_choices, synthetic_batch, update_flops
-from darling_jax.grpo.update import UpdateConfig, grpo_update, init_train_state, make_optimizer
-from darling_jax.models import DecoderConfig, init_model
+from darling_jax.bench.workloads import UpdateBatch, check_choices, compile_update, update_flops, xla_memory_mib
+from darling_jax.grpo.update import UpdateConfig
+from darling_jax.models import DecoderConfig
 
 # --shapes and --repeats are the flags of darling_jax.bench.sampling (absl flags are process-global).
 _REMAT = flags.DEFINE_list("remat", ["off", "on"], "Remat settings to run (off, on).")
 _MICROBATCH = flags.DEFINE_integer("microbatch_size", None, "Rows per gradient microbatch (default: the whole batch).")
 _ROWS = flags.DEFINE_list("rows", [], "Per-shape row overrides, e.g. smollm2=2,tiny=16 (default: UPDATE_BATCHES).")
 
-MIB = 2**20
 
 
 # Update batches of the sampling benchmark's model shapes (rows = B*G samples of one rollout batch).
@@ -102,16 +100,8 @@ def run_config(name: str, remat: bool, repeats: int, microbatch_size: int | None
   roofline = matmul_roofline_gflops(repeats)
   rss_resettable = _reset_peak_rss()
 
-  model = init_model(config, seed=0)
-  graphdef = nnx.graphdef(model)
-  state = init_train_state(model, make_optimizer(update_config), jax.random.key(0))
-  del model  # its buffers are the state's, donated by the first call
-  batch = synthetic_batch(config.vocab_size, batch_shape)
-
-  start = time.perf_counter()
-  compiled = grpo_update.lower(graphdef, state, batch, config=update_config).compile()
-  compile_s = time.perf_counter() - start
-  stats = compiled.memory_analysis()
+  compiled, state, batch, compile_s = compile_update(config, batch_shape, update_config)
+  memory = xla_memory_mib(compiled)
   compile_rss = _peak_rss_mib()
 
   state, metrics = jax.block_until_ready(compiled(state, batch))  # warm-up
@@ -139,13 +129,7 @@ def run_config(name: str, remat: bool, repeats: int, microbatch_size: int | None
       model_gflop=round(model_flops / 1e9, 2), gflops=round(model_flops / best / 1e9, 2),
       hw_gflops=round(hw_flops / best / 1e9, 2), roofline_gflops=round(roofline, 2),
       roofline_pct=round(100 * model_flops / best / 1e9 / roofline, 1), loss=round(loss, 5))
-  if stats is not None:
-    arg, out = stats.argument_size_in_bytes, stats.output_size_in_bytes
-    alias, temp = stats.alias_size_in_bytes, stats.temp_size_in_bytes
-    result.update(mem_argument_mib=round(arg / MIB, 1), mem_output_mib=round(out / MIB, 1),
-                  mem_alias_mib=round(alias / MIB, 1), mem_temp_mib=round(temp / MIB, 1),
-                  mem_peak_mib=round((arg + out - alias + temp) / MIB, 1),
-                  mem_arg_out_temp_mib=round((arg + out + temp) / MIB, 1))
+  result.update(memory)
   result.update(rss_peak_run_mib=round(run_rss, 1), rss_peak_compile_mib=round(compile_rss, 1),
                 rss_resettable=rss_resettable)
   return result

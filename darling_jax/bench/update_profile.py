@@ -51,14 +51,13 @@ import time
 import jax
 import numpy as np
 from absl import app, flags
-from flax import nnx
 
 from darling_jax import runtime
 from darling_jax.bench.rl_step import RL_SHAPES
 from darling_jax.bench.sampling import _REPEATS, matmul_roofline_gflops  # --repeats: timed calls (median reported)
-from darling_jax.bench.workloads import UpdateBatch, synthetic_batch, update_flops
-from darling_jax.grpo.update import UpdateConfig, grpo_update, init_train_state, make_optimizer
-from darling_jax.models import DecoderConfig, init_model
+from darling_jax.bench.workloads import UpdateBatch, compile_update, update_flops, xla_memory_mib
+from darling_jax.grpo.update import UpdateConfig
+from darling_jax.models import DecoderConfig
 from darling_jax.sampling.sampler import prompt_bucket
 
 _SHAPE = flags.DEFINE_string("shape", "tiny", "A darling_jax.bench.rl_step shape (tiny, smollm2, micro).")
@@ -69,7 +68,6 @@ _VOCAB = flags.DEFINE_integer("vocab_size", None, "Override the shape's vocabula
 _PROFILE = flags.DEFINE_bool("profile", True, "Trace more calls and break them down (off: timing and memory only).")
 _PROFILED_CALLS = flags.DEFINE_integer("profiled_calls", 3, "Traced calls; each op's fastest call is reported.")
 
-MIB = 2**20
 
 MOVEMENT_OPCODES = {"parameter", "copy", "transpose", "bitcast", "reshape", "broadcast", "slice", "concatenate", "pad",
                     "dynamic-slice", "dynamic-update-slice", "constant", "tuple", "get-tuple-element", "iota"}
@@ -260,17 +258,8 @@ def profile_update(shape_name: str, repeats: int, top: int, logprob_chunk_size: 
   batch_shape = UpdateBatch(rows=shape.rows, prompt_len=prompt_bucket(shape.prompt_len), response_len=shape.new_tokens)
   update_config = UpdateConfig(num_minibatches=1, logprob_chunk_size=logprob_chunk_size)
   roofline = matmul_roofline_gflops(3)
-  model = init_model(config, seed=0)
-  graphdef = nnx.graphdef(model)
-  state = init_train_state(model, make_optimizer(update_config), jax.random.key(0))
-  del model
-  batch = synthetic_batch(config.vocab_size, batch_shape)
-  compiled = grpo_update.lower(graphdef, state, batch, config=update_config).compile()
-  stats = compiled.memory_analysis()
-  memory = {} if stats is None else dict(
-      mem_temp_mib=round(stats.temp_size_in_bytes / MIB, 1),
-      mem_peak_mib=round((stats.argument_size_in_bytes + stats.output_size_in_bytes - stats.alias_size_in_bytes
-                          + stats.temp_size_in_bytes) / MIB, 1))
+  compiled, state, batch, _ = compile_update(config, batch_shape, update_config)
+  memory = {k: v for k, v in xla_memory_mib(compiled).items() if k in ("mem_temp_mib", "mem_peak_mib")}
   state, metrics = jax.block_until_ready(compiled(state, batch))
   times = []
   cpu = resource.getrusage(resource.RUSAGE_SELF)

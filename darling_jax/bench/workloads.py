@@ -1,16 +1,23 @@
 """Workloads shared by the benchmarks (no flags here: absl flags are process-global, and each benchmark defines
-its own): the GRPO update's synthetic rollout batch and its model-FLOP count."""
+its own): the GRPO update's synthetic rollout batch, its compiled executable, its model-FLOP count and XLA's memory
+figures."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from darling_jax.grpo.batch import RolloutBatch
-from darling_jax.models import DecoderConfig
+from darling_jax.grpo.update import TrainState, UpdateConfig, grpo_update, init_train_state, make_optimizer
+from darling_jax.models import DecoderConfig, init_model
+
+MIB = 2**20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +48,35 @@ def synthetic_batch(vocab: int, batch: UpdateBatch, seed: int = 0) -> RolloutBat
       old_logp=jnp.asarray(-math.log(vocab) + 0.1 * rng.standard_normal((r, n)), jnp.float32),
       advantages=jnp.asarray(rng.standard_normal(r), jnp.float32),
   )
+
+
+def compile_update(config: DecoderConfig, batch_shape: UpdateBatch, update_config: UpdateConfig
+                   ) -> tuple[jax.stages.Compiled, TrainState, RolloutBatch, float]:
+  """`(compiled grpo_update, its fresh TrainState, a synthetic batch, compile seconds)` for a randomly initialised
+  policy of `config`. The compiled update donates the state: thread it from call to call."""
+  model = init_model(config, seed=0)
+  graphdef = nnx.graphdef(model)
+  state = init_train_state(model, make_optimizer(update_config), jax.random.key(0))
+  del model  # its buffers are the state's, donated by the first call
+  batch = synthetic_batch(config.vocab_size, batch_shape)
+  start = time.perf_counter()
+  compiled = grpo_update.lower(graphdef, state, batch, config=update_config).compile()
+  return compiled, state, batch, time.perf_counter() - start
+
+
+def xla_memory_mib(compiled: jax.stages.Compiled) -> dict[str, float]:
+  """XLA's static memory figures of `compiled` in MiB (empty where the backend has none): arguments, outputs,
+  donated aliases, temporaries, the peak (arguments + outputs − aliases + temporaries) and the same without the
+  donation."""
+  stats = compiled.memory_analysis()
+  if stats is None:
+    return {}
+  arg, out = stats.argument_size_in_bytes, stats.output_size_in_bytes
+  alias, temp = stats.alias_size_in_bytes, stats.temp_size_in_bytes
+  return dict(mem_argument_mib=round(arg / MIB, 1), mem_output_mib=round(out / MIB, 1),
+              mem_alias_mib=round(alias / MIB, 1), mem_temp_mib=round(temp / MIB, 1),
+              mem_peak_mib=round((arg + out - alias + temp) / MIB, 1),
+              mem_arg_out_temp_mib=round((arg + out + temp) / MIB, 1))
 
 
 def check_choices(flag: str, values, known) -> None:
