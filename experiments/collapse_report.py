@@ -72,13 +72,13 @@ def paired_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
   """Mean of a − b over seeds, its standard error (std(ddof=1) / sqrt(seeds); nan for one seed), whether it
   exceeds two standard errors, and on how many seeds a > b."""
   diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-  se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
-  mean = float(diff.mean())
-  return {"mean": mean, "se": float(se), "counts": bool(np.isfinite(se) and abs(mean) > 2 * se),
+  mean, se = mean_se(diff)
+  return {"mean": mean, "se": se, "counts": bool(np.isfinite(se) and abs(mean) > 2 * se),
           "wins": int((diff > 0).sum()), "seeds": len(diff)}
 
 
 def mean_se(values: np.ndarray) -> tuple[float, float]:
+  """Mean over seeds and its standard error (std(ddof=1) / sqrt(seeds); nan for one seed)."""
   values = np.asarray(values, np.float64)
   se = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")
   return float(values.mean()), float(se)
@@ -341,7 +341,6 @@ def write_report(runs_dir: pathlib.Path, out_dir: pathlib.Path, seeds: Sequence[
   lines += ["", "![pass@k](pass_at_k.png)", "", "![training](training.png)", ""]
   report = out_dir / "results.md"
   report.write_text("\n".join(lines))
-  raw = {name: [{k: v for k, v in e.items()} for e in per_seed] for name, per_seed in evals.items()}
-  (out_dir / "results.json").write_text(json.dumps({"seeds": list(seeds), "eval": raw,
+  (out_dir / "results.json").write_text(json.dumps({"seeds": list(seeds), "eval": evals,
                                                      "rewrites": rewrite_stats}, indent=1))
   return report

@@ -26,7 +26,7 @@ def ngram_diversity(groups: Sequence[Sequence[str]], n: int = 4, unit: str = "wo
   A response with fewer than n words has no n-gram and scores 0. Two identical responses score 0 each.
 
   With `unit="char"` the units are characters instead of words (for responses without spaces, such as
-  Countdown expressions, which have no word n-gram at all and would all score 0).
+  arithmetic expressions, which have no word n-gram at all and would all score 0).
 
   Args:
     groups: B groups, each a sequence of the same number G of response strings.
